@@ -1,0 +1,88 @@
+"""Arguments: one typed, frozen record of one run.
+
+A leaf module that plugins import (`from engine.arguments import Arguments`).
+Field names follow evalscope perf's so plugins written for it port by
+changing imports.  A sweep (`--parallel 1 4 16`) is a list of these, one per
+run, made with `dataclasses.replace`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
+REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class Arguments:
+    # target
+    url: str = ""
+    api: str = "openai"
+    model: str = ""
+    api_key: str | None = field(default=None, repr=False)
+    headers: dict[str, str] = field(default_factory=dict)
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0
+    insecure: bool = False
+    # load
+    parallel: int = 1
+    number: int | None = None
+    rate: float | None = None  # requests/s; None = no pacing (closed loop)
+    burstiness: float = 1.0  # gamma shape; 1 = Poisson
+    workers: int = 1
+    warmup_num: int = 0
+    duration: float | None = None  # seconds of dispatching
+    seed: int = 0
+    # dataset
+    dataset: str = "builtin"
+    dataset_path: str | None = None
+    prompt: str | None = None
+    query_template: str | None = None
+    min_prompt_length: int = 0
+    max_prompt_length: int = 131072
+    prefix_length: int = 0
+    tokenizer_path: str | None = None
+    # generation
+    max_tokens: int | None = None
+    min_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: list[str] | None = None
+    stream: bool = True
+    extra_args: dict[str, Any] = field(default_factory=dict)
+    # output
+    outputs_dir: str = "outputs"
+    name: str | None = None
+    no_timestamp: bool = False
+    debug: bool = False
+    # set by the runner for a sweep: the folder shared by all its runs
+    sweep_dir: str | None = None
+
+    @property
+    def url_path(self) -> str:
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.url).path
+
+    def replace(self, **changes: Any) -> "Arguments":
+        return dataclasses.replace(self, **changes)
+
+    def public_dict(self) -> dict[str, Any]:
+        """The arguments as stored in the database and reports: no secrets."""
+        data = dataclasses.asdict(self)
+        data["api_key"] = REDACTED if self.api_key else None
+        data["headers"] = {
+            k: (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in self.headers.items()
+        }
+        return data
+
+    def request_headers(self) -> dict[str, str]:
+        """Headers every request carries, the API key included (never stored)."""
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        headers.update(self.headers)
+        return headers

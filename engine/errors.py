@@ -1,0 +1,21 @@
+"""Our exceptions.  A leaf module: plugins and the engine both raise these.
+
+Anything derived from UsageError is the user's to fix: the command line
+prints its one-line message and exits 2, with a traceback only under --debug.
+"""
+
+
+class ServebenchError(Exception):
+    """Base of every error servebench raises on purpose."""
+
+
+class UsageError(ServebenchError):
+    """Bad input: a flag, a file, a plugin name.  The message names the fix."""
+
+
+class DatasetError(UsageError):
+    """A dataset file is missing, unreadable or not in the expected format."""
+
+
+class PluginError(UsageError):
+    """A plugin is unknown, failed to import, or failed to construct."""

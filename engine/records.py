@@ -1,0 +1,68 @@
+"""Small frozen records that cross process boundaries.
+
+A leaf module: anyone may import it, it imports nothing of ours.  Workers
+never pass Response objects around; they turn what arrived into a
+RequestRecord of raw timestamps, and metrics are derived later.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and how every request of one run is sent (shipped to workers once)."""
+
+    url: str
+    headers: tuple[tuple[str, str], ...]  # may hold the API key: never stored
+    stream: bool
+    connect_timeout_s: float
+    read_timeout_s: float
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One request to send.  The body is serialised by the coordinator so the
+    worker has nothing left to do but wait for its time and write it."""
+
+    seq: int
+    request_id: str
+    payload: bytes
+    # Epoch seconds the scheduler wants it sent at; None means "as soon as a
+    # worker thread is free" (closed loop).
+    scheduled_time: float | None = None
+    is_warmup: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What one worker thread observed for one Job: raw facts only."""
+
+    seq: int
+    worker: str
+    scheduled_time: float  # epoch; when the thread meant to send it
+    start_time: float  # epoch at send
+    latency_s: float | None  # send to last byte (or to the failure)
+    status_code: int | None
+    # Each SSE `data:` payload as received ([DONE] not kept), or the whole
+    # body of a non-streamed reply as one element.
+    events: tuple[str, ...] = ()
+    # Arrival of each element of `events`, seconds since send.
+    event_offsets_s: tuple[float, ...] = ()
+    error: str | None = None
+    # Set when the worker could not reach the server or the transfer broke;
+    # a non-2xx status or an error event is judged by the coordinator.
+    transport_failed: bool = False
+    is_stream: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """A worker process's own health at the end of a run (client self-check)."""
+
+    worker: str
+    cpu_s: float
+    wall_s: float
+    peak_rss_mb: float = 0.0
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,121 @@
+"""The result database: one writer (the coordinator), batched, WAL.
+
+Schema and encodings are a contract with users' own scripts (DESIGN.md):
+`request` and `response_messages` are base64(pickle.dumps(...)).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+import sqlite3
+import time
+from typing import Any, Iterable
+
+DB_NAME = "benchmark_data.db"
+
+RESULT_COLUMNS = (
+    ("request", "TEXT"),
+    ("response_messages", "TEXT"),
+    ("success", "INTEGER"),
+    ("start_time", "REAL"),
+    ("completed_time", "REAL"),
+    ("latency", "REAL"),
+    ("first_chunk_latency", "REAL"),
+    ("chunk_times", "TEXT"),
+    ("n_chunks", "INTEGER"),
+    ("chunk_time", "REAL"),
+    ("time_per_output_token", "REAL"),
+    ("prompt_tokens", "INTEGER"),
+    ("completion_tokens", "INTEGER"),
+    ("token_source", "TEXT"),
+    ("status_code", "INTEGER"),
+    ("error", "TEXT"),
+    ("scheduled_time", "REAL"),
+    ("request_id", "TEXT"),
+    ("is_stream", "INTEGER"),
+    ("is_warmup", "INTEGER"),
+    ("worker", "TEXT"),
+    # ours, after the contract's columns: arrival of every event (output or
+    # not), seconds since send, so any metric can be re-derived offline
+    ("event_times", "TEXT"),
+)
+
+RUN_COLUMNS = (
+    ("name", "TEXT"),
+    ("args", "TEXT"),  # JSON of Arguments.public_dict(): no secrets
+    ("start_time", "REAL"),
+    ("end_time", "REAL"),
+    ("status", "TEXT"),  # running / completed / interrupted / failed
+    ("backend", "TEXT"),
+    ("workers", "TEXT"),  # JSON list of per-worker health (cpu_s, wall_s, ...)
+    ("version", "TEXT"),
+)
+
+COMMIT_INTERVAL_S = 0.5
+
+
+def encode_pickle(value: Any) -> str:
+    return base64.b64encode(pickle.dumps(value)).decode("ascii")
+
+
+def _create_sql(table: str, columns: Iterable[tuple[str, str]]) -> str:
+    return f"CREATE TABLE {table} ({', '.join(f'{n} {t}' for n, t in columns)})"
+
+
+class ResultStore:
+    """Appends result rows; commits at least every COMMIT_INTERVAL_S."""
+
+    def __init__(self, path: str):
+        if os.path.exists(path):
+            # A run never overwrites what an earlier run measured.
+            raise FileExistsError(path)
+        self.path = path
+        self._conn = sqlite3.connect(path, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(_create_sql("result", RESULT_COLUMNS))
+        self._conn.execute(_create_sql("run", RUN_COLUMNS))
+        self._conn.commit()
+        names = [n for n, _ in RESULT_COLUMNS]
+        self._insert = f"INSERT INTO result ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        self._names = names
+        self._pending: list[tuple] = []
+        self._last_commit = time.monotonic()
+        self.rows = 0
+
+    def start_run(self, name: str, args: dict, backend: str, version: str) -> None:
+        self._conn.execute(
+            "INSERT INTO run (name, args, start_time, status, backend, version) VALUES (?, ?, ?, ?, ?, ?)",
+            (name, json.dumps(args, default=str), time.time(), "running", backend, version),
+        )
+        self._conn.commit()
+
+    def add(self, row: dict) -> None:
+        self._pending.append(tuple(row.get(n) for n in self._names))
+        self.rows += 1
+        if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._conn.executemany(self._insert, self._pending)
+            self._pending.clear()
+        self._conn.commit()
+        self._last_commit = time.monotonic()
+
+    def finish_run(self, status: str, workers: list[dict]) -> None:
+        self.flush()
+        self._conn.execute(
+            "UPDATE run SET end_time = ?, status = ?, workers = ?",
+            (time.time(), status, json.dumps(workers)),
+        )
+        self._conn.commit()
+
+    def close(self) -> None:
+        self.flush()
+        # Fold the WAL back so the database is one self-contained file that
+        # can be copied alone to another machine.
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._conn.close()

@@ -1,0 +1,215 @@
+"""The plugin SDK: what API and dataset plugins implement.
+
+Signatures match evalscope perf's, so a plugin written for it ports by
+changing its imports.  Plugins only format and parse: the worker owns the
+socket and the clock, and never calls a plugin while a request is timed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from typing import Any, Iterator
+
+from engine.arguments import Arguments
+from engine.errors import DatasetError
+
+# Classes registered with the decorators below, by name.  Filled when the
+# module defining them is imported (a --plugin-module, or a plugin package's
+# own module that stevedore loads); read by plugins.registry.
+API_REGISTRY: dict[str, type] = {}
+DATASET_REGISTRY: dict[str, type] = {}
+
+
+def register_api(name: str | list[str]):
+    """Class decorator: make an ApiPluginBase subclass available as `--api name`."""
+    return _register(API_REGISTRY, name)
+
+
+def register_dataset(name: str | list[str]):
+    """Class decorator: make a DatasetPluginBase subclass available as `--dataset name`."""
+    return _register(DATASET_REGISTRY, name)
+
+
+def _register(registry: dict[str, type], name: str | list[str]):
+    names = [name] if isinstance(name, str) else list(name)
+
+    def decorator(cls: type) -> type:
+        for n in names:
+            registry[n] = cls
+        return cls
+
+    return decorator
+
+
+def load_json(payload: Any) -> Any:
+    """Parse one event payload (str or bytes); None if it is not JSON."""
+    try:
+        return json.loads(payload)
+    except (TypeError, ValueError):
+        return None
+
+
+class ApiPluginBase(ABC):
+    """Formats requests for one API and parses what it answered."""
+
+    #: one line shown by `python -m engine plugins`
+    description: str = ""
+
+    def __init__(self, param: Arguments):
+        self.param = param
+
+    @abstractmethod
+    def build_request(self, messages: list[dict] | str, param: Arguments | None = None) -> dict | None:
+        """The request body for one dataset item; None skips the item."""
+
+    @abstractmethod
+    def parse_responses(self, responses: list, request: Any = None, **kwargs: Any) -> tuple[int | None, int | None]:
+        """(prompt_tokens, completion_tokens) from the raw event payloads of a
+        stream, or from the one body of a non-streamed reply.  Return None for
+        a count the responses do not give; servebench then falls back to a
+        tokenizer or to counting events."""
+
+    # --- what the protocol looks like on the wire (all optional) ----------
+
+    def request_headers(self, param: Arguments) -> dict[str, str]:
+        """Extra headers the protocol needs (e.g. DashScope's SSE switch)."""
+        return {}
+
+    def output_event_indexes(self, responses: list[str], request: Any = None) -> list[int]:
+        """Indexes of the events that carry output (content, reasoning or a
+        tool call).  TTFT and ITL are measured on these.  The default reads
+        the OpenAI chat/completions stream shape; a role-only or empty delta
+        is not output."""
+        indexes = []
+        for i, payload in enumerate(responses):
+            if openai_event_has_output(load_json(payload)):
+                indexes.append(i)
+        return indexes
+
+    def response_error(self, responses: list[str]) -> str | None:
+        """A one-line reason if the server reported an error inside a 200
+        reply (an error object in the stream), else None."""
+        for payload in responses:
+            data = load_json(payload)
+            if isinstance(data, dict):
+                err = data.get("error")
+                if err is None and data.get("object") == "error":
+                    err = data
+                if err:
+                    msg = err.get("message", err) if isinstance(err, dict) else err
+                    return "error event in stream: " + " ".join(str(msg).split())[:200]
+        return None
+
+    def completion_text(self, responses: list[str]) -> str:
+        """The generated text, for tokenizer-based counting."""
+        parts = []
+        for payload in responses:
+            parts.append(openai_event_text(load_json(payload)))
+        return "".join(parts)
+
+
+def openai_event_text(data: Any) -> str:
+    """Text an OpenAI-shaped chunk or body carries (content + reasoning)."""
+    if not isinstance(data, dict):
+        return ""
+    out = []
+    for choice in data.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        part = choice.get("delta") or choice.get("message") or {}
+        if isinstance(part, dict):
+            for key in ("content", "reasoning_content", "reasoning"):
+                value = part.get(key)
+                if isinstance(value, str):
+                    out.append(value)
+        text = choice.get("text")
+        if isinstance(text, str):
+            out.append(text)
+    return "".join(out)
+
+
+def openai_event_has_output(data: Any) -> bool:
+    if not isinstance(data, dict):
+        return False
+    if openai_event_text(data):
+        return True
+    for choice in data.get("choices") or ():
+        part = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(part, dict) and part.get("tool_calls"):
+            return True
+    return False
+
+
+class DatasetPluginBase(ABC):
+    """Yields the messages to send, one list of chat messages (or one plain
+    string for completions APIs) per request."""
+
+    #: one line shown by `python -m engine plugins`
+    description: str = ""
+
+    def __init__(self, query_parameters: Arguments):
+        self.query_parameters = query_parameters
+
+    @abstractmethod
+    def build_messages(self) -> Iterator[list[dict] | str]:
+        """Yield one item per request."""
+
+    # --- helpers -----------------------------------------------------------
+
+    def prompt_fits(self, text: str) -> bool:
+        """--min-prompt-length / --max-prompt-length, in characters unless
+        a tokenizer is configured (datasets that count tokens override)."""
+        p = self.query_parameters
+        return p.min_prompt_length <= len(text) <= p.max_prompt_length
+
+    @staticmethod
+    def create_message(text: str, image_urls: list[str] | None = None, role: str = "user") -> dict:
+        if not image_urls:
+            return {"role": role, "content": text}
+        content = [{"type": "text", "text": text}]
+        content += [{"type": "image_url", "image_url": {"url": url}} for url in image_urls]
+        return {"role": role, "content": content}
+
+    def dataset_line_by_line(self, dataset: str | None) -> Iterator[str]:
+        """Non-empty lines of a text file, stripped."""
+        with _open_dataset(dataset, "a text file, one prompt per line") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    yield line
+
+    def dataset_json_list(self, dataset: str | None) -> Iterator[Any]:
+        """Items of a JSON list file, or the objects of a JSON-lines file."""
+        what = "a JSON list or a JSON-lines file"
+        with _open_dataset(dataset, what) as f:
+            head = f.read(1)
+            while head and head.isspace():
+                head = f.read(1)
+            if head == "[":
+                try:
+                    items = json.loads(head + f.read())
+                except ValueError as e:
+                    raise DatasetError(f"dataset file '{dataset}' is not valid JSON ({e}): expected {what}") from None
+                yield from items
+                return
+            f.seek(0)
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        raise DatasetError(
+                            f"dataset file '{dataset}' line {n} is not JSON: expected {what}"
+                        ) from None
+
+
+def _open_dataset(path: str | None, what: str):
+    if not path:
+        raise DatasetError(f"this dataset reads a local file: pass --dataset-path with {what}")
+    if not os.path.isfile(path):
+        raise DatasetError(f"dataset file '{path}' not found: --dataset-path must name {what}")
+    try:
+        return open(path, encoding="utf-8")
+    except OSError as e:
+        raise DatasetError(f"cannot read dataset file '{path}': {e.strerror}") from None
