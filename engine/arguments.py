@@ -34,6 +34,7 @@ class Arguments:
     workers: int = 1
     warmup_num: int = 0
     duration: float | None = None  # seconds of dispatching
+    grace: float = 5.0  # seconds in-flight requests get after Ctrl-C
     seed: int = 0
     # dataset
     dataset: str = "builtin"

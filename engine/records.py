@@ -54,7 +54,8 @@ class RequestRecord:
     # Set when the worker could not reach the server or the transfer broke;
     # a non-2xx status or an error event is judged by the coordinator.
     transport_failed: bool = False
-    is_stream: bool = True
+    is_stream: bool = True  # the reply was an event stream
+    saw_done: bool = False  # the stream carried the `[DONE]` sentinel
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,133 @@
+"""`python -m engine` / `servebench`: thin commands, `main(argv) -> int`.
+
+    servebench [RUN FLAGS]          benchmark an endpoint (no --url: the built-in mock)
+    servebench mock [FLAGS]         run the mock server
+    servebench plugins              list API and dataset plugins
+    servebench report PATH          rebuild reports from a database, run or sweep folder
+    servebench compare A B          compare two runs
+
+Errors the user can fix print one line and exit 2; tracebacks only with --debug.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+
+from engine.errors import UsageError
+
+SUBCOMMANDS = ("mock", "plugins", "report", "compare")
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return _subcommand(argv[0], argv[1:])
+        return _run(argv)
+    except UsageError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"servebench: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("servebench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # our bug or the environment's: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        else:
+            print(f"servebench: error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
+                  file=sys.stderr)
+        return 1
+
+
+def console_main() -> None:
+    sys.exit(main())
+
+
+def _subcommand(name: str, argv: list[str]) -> int:
+    if name == "mock":
+        from engine.mock.cli import main as mock_main
+
+        return mock_main(argv)
+    if name == "plugins":
+        from engine.plugins_cmd import main as plugins_main
+
+        return plugins_main(argv)
+    from analysis import cli as analysis_cli
+
+    return analysis_cli.report_main(argv) if name == "report" else analysis_cli.compare_main(argv)
+
+
+def _run(argv: list[str]) -> int:
+    from engine.options import parse_run_args
+
+    runs, extra = parse_run_args(argv)
+    from plugins import registry
+
+    for spec in extra.plugin_modules:
+        registry.import_plugin_module(spec)
+    if runs[0].url:
+        return _sweep(runs, extra)
+    from engine.mock.launch import start_mock
+
+    # No --url: benchmark the built-in mock server so a newcomer sees a whole run.
+    with start_mock() as mock:
+        print(f"servebench: no --url given: benchmarking the built-in mock server at {mock.base_url}",
+              file=sys.stderr)
+        runs = [r.replace(url=mock.chat_url, model=r.model or "mock-model") for r in runs]
+        return _sweep(runs, extra)
+
+
+def _sweep(runs, extra) -> int:
+    from engine.runner import Interrupted, run_one
+
+    first = runs[0]
+    label = (first.name or first.model or "run").replace("/", "_").replace(os.sep, "_")
+    stamp = "" if first.no_timestamp else time.strftime("%Y%m%d_%H%M%S")
+    sweep_dir = os.path.join(first.outputs_dir, stamp, label)
+    runs = [r.replace(sweep_dir=sweep_dir) for r in runs]
+    db_paths = []
+    failed = total = 0
+    code = 0
+    for i, args in enumerate(runs, 1):
+        label = f"[{i}/{len(runs)}] parallel {args.parallel}" + (f" rate {args.rate:g}" if args.rate else "")
+        try:
+            result = run_one(args, label=label)
+        except Interrupted as stop:
+            result = stop.result
+            code = EXIT_INTERRUPTED
+        db_paths.append(result.db_path)
+        failed += result.failed
+        total += result.requests
+        _report(result.db_path, extra)
+        if code:
+            break
+    if len(db_paths) > 1:
+        from analysis import write_sweep_report
+
+        html = write_sweep_report(db_paths, sweep_dir, slo=extra.slo)
+        print(f"servebench: sweep report: {html}", file=sys.stderr)
+    print(f"servebench: results in {sweep_dir}", file=sys.stderr)
+    if code:
+        return code
+    if extra.max_error_rate is not None and total and failed / total > extra.max_error_rate:
+        print(f"servebench: {failed}/{total} requests failed, above --max-error-rate {extra.max_error_rate:g}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(db_path: str, extra) -> None:
+    from analysis import write_run_report
+
+    write_run_report(db_path, slo=extra.slo, plots=True, console=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    console_main()

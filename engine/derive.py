@@ -1,0 +1,85 @@
+"""From a worker's raw RequestRecord to one row of the `result` table.
+
+Runs in the coordinator, after the request is over: JSON is parsed here, not
+while the stream is timed.  The API plugin says which events carry output
+and how many tokens there were; the definitions are DESIGN.md's.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from engine.records import RequestRecord
+from engine.store import encode_pickle
+
+TokenCounter = Callable[[str], int]
+
+
+def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str, is_warmup: bool,
+           plugin, count_tokens: TokenCounter | None = None) -> dict[str, Any]:
+    events = list(record.events)
+    latency = record.latency_s
+    error = record.error
+    ok_status = record.status_code is not None and 200 <= record.status_code < 300
+    if error is None and ok_status:
+        error = plugin.response_error(events) or _stream_incomplete(record, plugin, events)
+    success = error is None and ok_status and not record.transport_failed
+
+    if record.is_stream:
+        out = plugin.output_event_indexes(events, request=body) if events else []
+        chunk_times = [record.event_offsets_s[i] for i in out]
+    else:  # one body: the first output is the whole reply
+        chunk_times = [latency] if (events and ok_status and latency is not None) else []
+    ttft = chunk_times[0] if chunk_times else None
+    n_chunks = len(chunk_times)
+
+    prompt_tokens = completion_tokens = None
+    source = None
+    if events and ok_status:
+        try:
+            prompt_tokens, completion_tokens = plugin.parse_responses(events, request=body)
+        except Exception as exc:  # a plugin bug must not lose the row
+            error = error or f"parse_responses failed: {type(exc).__name__}: {exc}"[:300]
+            success = False
+        if completion_tokens is not None:
+            source = "usage"
+        elif count_tokens is not None:
+            completion_tokens, source = count_tokens(plugin.completion_text(events)), "tokenizer"
+        elif n_chunks:
+            completion_tokens, source = n_chunks, "events"
+
+    tpot = None
+    if success and ttft is not None and completion_tokens and completion_tokens > 1:
+        tpot = (latency - ttft) / (completion_tokens - 1)
+    chunk_time = (chunk_times[-1] - chunk_times[0]) / (n_chunks - 1) if n_chunks > 1 else None
+    return {
+        "request": request_b64,
+        "response_messages": encode_pickle(events),
+        "success": int(success),
+        "start_time": record.start_time,
+        "completed_time": record.start_time + latency if latency is not None else None,
+        "latency": latency,
+        "first_chunk_latency": ttft,
+        "chunk_times": json.dumps(chunk_times),
+        "n_chunks": n_chunks,
+        "chunk_time": chunk_time,
+        "time_per_output_token": tpot,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "token_source": source,
+        "status_code": record.status_code,
+        "error": error,
+        "scheduled_time": record.scheduled_time,
+        "request_id": request_id,
+        "is_stream": int(record.is_stream),
+        "is_warmup": int(is_warmup),
+        "worker": record.worker,
+        "event_times": json.dumps(list(record.event_offsets_s)),
+    }
+
+
+def _stream_incomplete(record: RequestRecord, plugin, events: list[str]) -> str | None:
+    checker = getattr(plugin, "stream_incomplete", None)
+    if record.is_stream and checker is not None:
+        return checker(events, record.saw_done)
+    return None

@@ -1,0 +1,178 @@
+"""The run command's flags (named as in evalscope perf) -> a list of
+Arguments, one per run of the sweep.  Every bad value is one line that names
+the flag and what it takes."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from engine.arguments import Arguments
+from engine.errors import UsageError
+
+# The zero-argument run: a short sweep against the built-in mock server.
+DEFAULT_SWEEP_PARALLEL = [1, 4, 16]
+DEFAULT_SWEEP_NUMBER = [40, 160, 640]
+DEFAULT_NUMBER = 1000  # as evalscope perf, when --url is given without --number
+
+
+@dataclass(frozen=True)
+class Extra:
+    """Options of the command that are not part of a run's Arguments."""
+
+    plugin_modules: tuple[str, ...] = ()
+    slo: dict | None = None
+    max_error_rate: float | None = None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + traceback
+        raise UsageError(f"{message} (see --help)")
+
+
+def _typed(kind, check, what):
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"'{text}' is not {what}")
+        return value
+    return convert
+
+
+POS_INT = _typed(int, lambda v: v >= 1, "a whole number >= 1")
+NONNEG_INT = _typed(int, lambda v: v >= 0, "a whole number >= 0")
+POS_FLOAT = _typed(float, lambda v: v > 0 and math.isfinite(v), "a number > 0")
+NONNEG_FLOAT = _typed(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
+UNIT_FLOAT = _typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+SHARE = _typed(float, lambda v: 0 <= v <= 1, "a share between 0 and 1")
+BURST = _typed(float, lambda v: v > 0, "a number > 0 (1 = Poisson, inf = evenly spaced)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="servebench", description="Benchmark an LLM serving endpoint. Without --url, the "
+                "built-in mock server is started and benchmarked. Subcommands: mock, plugins, report, compare.")
+    t = p.add_argument_group("target")
+    t.add_argument("--url", help="endpoint, e.g. http://127.0.0.1:8000/v1/chat/completions (default: the mock)")
+    t.add_argument("--api", default="openai", help="API plugin: openai, dashscope, ... (see `servebench plugins`)")
+    t.add_argument("--model", default="", help="model name sent in each request")
+    t.add_argument("--api-key", help="API key; prefer the OPENAI_API_KEY or DASHSCOPE_API_KEY environment variable")
+    t.add_argument("--headers", nargs="+", default=[], metavar="K=V", help="extra HTTP headers")
+    t.add_argument("--connect-timeout", type=POS_FLOAT, default=10.0, help="seconds to connect (default 10)")
+    t.add_argument("--read-timeout", type=POS_FLOAT, default=600.0,
+                   help="seconds without data before a request fails (default 600)")
+    t.add_argument("--insecure", action="store_true", help="accept a TLS certificate that does not verify")
+    t.add_argument("--plugin-module", action="append", default=[], metavar="NAME_OR_FILE.py",
+                   help="import a module whose @register_api/@register_dataset classes become available (repeatable)")
+    l = p.add_argument_group("load")
+    l.add_argument("--parallel", type=POS_INT, nargs="+", help="requests in flight at most; a list makes a sweep")
+    l.add_argument("--number", type=POS_INT, nargs="+",
+                   help=f"requests per run, paired with --parallel (default {DEFAULT_NUMBER})")
+    l.add_argument("--rate", type=POS_FLOAT, nargs="+", help="requests/s, open loop (default: no pacing)")
+    l.add_argument("--burstiness", type=BURST, default=1.0, help="gamma shape of the gaps at --rate; 1 = Poisson")
+    l.add_argument("--workers", type=POS_INT, default=os.cpu_count() or 1,
+                   help="worker processes (default: CPU count); threads per process = parallel / workers")
+    l.add_argument("--warmup-num", type=NONNEG_INT, default=0, help="requests sent first and left out of metrics")
+    l.add_argument("--duration", type=POS_FLOAT, help="seconds: stop dispatching, let in-flight requests finish")
+    l.add_argument("--grace", type=NONNEG_FLOAT, default=5.0, help="seconds in-flight requests get after Ctrl-C")
+    l.add_argument("--seed", type=int, default=0, help="seed of the arrival process and random datasets")
+    d = p.add_argument_group("dataset")
+    d.add_argument("--dataset", default=None, help="dataset plugin (default: builtin; line_by_line with --dataset-path)")
+    d.add_argument("--dataset-path", help="local file the dataset reads")
+    d.add_argument("--prompt", help="send this one prompt for every request")
+    d.add_argument("--query-template", help="JSON body template; %%m = model, %%p = prompt")
+    d.add_argument("--min-prompt-length", type=NONNEG_INT, default=0, help="skip shorter prompts")
+    d.add_argument("--max-prompt-length", type=POS_INT, default=131072, help="skip longer prompts")
+    d.add_argument("--prefix-length", type=NONNEG_INT, default=0, help="shared prefix length (random dataset)")
+    d.add_argument("--tokenizer-path", help="local tokenizer.json or tokenizer folder, for token counts")
+    g = p.add_argument_group("generation (sent only when given)")
+    g.add_argument("--max-tokens", type=POS_INT, help="max output tokens")
+    g.add_argument("--min-tokens", type=NONNEG_INT, help="min output tokens (vLLM extension)")
+    g.add_argument("--temperature", type=NONNEG_FLOAT)
+    g.add_argument("--top-p", type=UNIT_FLOAT)
+    g.add_argument("--top-k", type=POS_INT)
+    g.add_argument("--stop", nargs="+", help="stop strings")
+    g.add_argument("--stream", dest="stream", action="store_true", default=True, help="stream (default)")
+    g.add_argument("--no-stream", dest="stream", action="store_false", help="one body per reply")
+    g.add_argument("--extra-args", help="JSON object merged into every request body")
+    o = p.add_argument_group("output")
+    o.add_argument("--outputs-dir", default="outputs", help="folder for results (default ./outputs)")
+    o.add_argument("--name", help="name of the result folder (default: the model)")
+    o.add_argument("--no-timestamp", action="store_true", help="no timestamp folder level")
+    o.add_argument("--slo", help="goodput SLOs, e.g. ttft=200ms,tpot=50ms,latency=10s")
+    o.add_argument("--max-error-rate", type=SHARE, help="exit 1 when a larger share of requests failed")
+    o.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra]:
+    ns = build_parser().parse_args(argv)
+    if ns.url:
+        parts = urlsplit(ns.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"--url '{ns.url}' is not an http(s) URL, e.g. http://127.0.0.1:8000/v1/chat/completions")
+    if ns.min_prompt_length > ns.max_prompt_length:
+        raise UsageError("--min-prompt-length is larger than --max-prompt-length")
+    parallel, number, rate = _sweep_lists(ns)
+    headers = {}
+    for item in ns.headers:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--headers '{item}' is not KEY=VALUE")
+        headers[key.strip()] = value
+    extra_args = {}
+    if ns.extra_args:
+        try:
+            extra_args = json.loads(ns.extra_args)
+        except ValueError as e:
+            raise UsageError(f"--extra-args is not valid JSON: {e}") from None
+        if not isinstance(extra_args, dict):
+            raise UsageError("--extra-args must be a JSON object, e.g. '{\"ignore_eos\": true}'")
+    api_key = ns.api_key or os.environ.get("DASHSCOPE_API_KEY" if ns.api == "dashscope" else "OPENAI_API_KEY")
+    dataset = ns.dataset or ("line_by_line" if ns.dataset_path else "builtin")
+    slo = None
+    if ns.slo:
+        from analysis import parse_slo
+
+        try:
+            slo = parse_slo(ns.slo)
+        except ValueError as e:
+            raise UsageError(f"--slo: {e}") from None
+    base = Arguments(
+        url=ns.url or "", api=ns.api, model=ns.model, api_key=api_key or None, headers=headers,
+        connect_timeout=ns.connect_timeout, read_timeout=ns.read_timeout, insecure=ns.insecure,
+        burstiness=ns.burstiness, workers=ns.workers, warmup_num=ns.warmup_num, duration=ns.duration,
+        grace=ns.grace, seed=ns.seed, dataset=dataset, dataset_path=ns.dataset_path, prompt=ns.prompt,
+        query_template=ns.query_template, min_prompt_length=ns.min_prompt_length,
+        max_prompt_length=ns.max_prompt_length, prefix_length=ns.prefix_length, tokenizer_path=ns.tokenizer_path,
+        max_tokens=ns.max_tokens, min_tokens=ns.min_tokens, temperature=ns.temperature, top_p=ns.top_p,
+        top_k=ns.top_k, stop=ns.stop, stream=ns.stream, extra_args=extra_args, outputs_dir=ns.outputs_dir,
+        name=ns.name, no_timestamp=ns.no_timestamp, debug=ns.debug,
+    )
+    runs = [base.replace(parallel=p, number=n, rate=r) for p, n, r in zip(parallel, number, rate)]
+    return runs, Extra(tuple(ns.plugin_module), slo, ns.max_error_rate)
+
+
+def _sweep_lists(ns) -> tuple[list, list, list]:
+    """Pair --parallel, --number and --rate into runs: each list has one
+    value (used for every run) or as many as the longest."""
+    if not ns.url and ns.parallel is None and ns.number is None and ns.rate is None and ns.duration is None:
+        return DEFAULT_SWEEP_PARALLEL, DEFAULT_SWEEP_NUMBER, [None] * len(DEFAULT_SWEEP_PARALLEL)
+    parallel = ns.parallel or [1]
+    number = ns.number or [None if ns.duration else DEFAULT_NUMBER]
+    rate = ns.rate or [None]
+    n = max(len(parallel), len(number), len(rate))
+    for flag, values in (("--parallel", parallel), ("--number", number), ("--rate", rate)):
+        if len(values) not in (1, n):
+            raise UsageError(f"{flag} has {len(values)} values but the sweep has {n} runs: "
+                             "give one value or one per run")
+    return [_stretch(v, n) for v in (parallel, number, rate)]
+
+
+def _stretch(values: list, n: int) -> list:
+    return values * n if len(values) == 1 else list(values)

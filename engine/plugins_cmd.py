@@ -1,0 +1,28 @@
+"""`servebench plugins`: every API and dataset plugin, where it comes from,
+and why it cannot be used if it cannot."""
+from __future__ import annotations
+
+import argparse
+
+from plugins import registry
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="servebench plugins", description=__doc__)
+    parser.add_argument("--plugin-module", action="append", default=[], metavar="NAME_OR_FILE.py",
+                        help="also import this module's registered plugins")
+    parser.add_argument("--debug", action="store_true")
+    ns = parser.parse_args(argv)
+    for spec in ns.plugin_module:
+        registry.import_plugin_module(spec)
+    for kind, title in (("api", "API plugins (--api)"), ("dataset", "Dataset plugins (--dataset)")):
+        print(title)
+        plugins = registry.discover(kind)
+        width = max((len(n) for n in plugins), default=4)
+        for name in sorted(plugins):
+            info = plugins[name]
+            origin = f"{info.package} {info.version}".strip()
+            text = info.description if info.cls is not None else f"UNUSABLE: {info.error}"
+            print(f"  {name:<{width}}  {origin:<24}  {text}")
+        print()
+    return 0

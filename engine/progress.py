@@ -1,0 +1,39 @@
+"""The live progress line of a run: sent, done, failed, in flight, req/s,
+output tok/s, elapsed.  Written to stderr so stdout stays for the report."""
+from __future__ import annotations
+
+import sys
+import time
+
+from tqdm import tqdm
+
+
+class Progress:
+    def __init__(self, label: str, total: int | None, enabled: bool = True):
+        self.sent = self.done = self.failed = self.output_tokens = 0
+        self._t0 = time.monotonic()
+        self._bar = tqdm(total=total, desc=label, unit="req", file=sys.stderr, disable=not enabled,
+                         dynamic_ncols=True, mininterval=0.5, smoothing=0.1,
+                         bar_format="{desc} {n_fmt}/{total_fmt} |{bar:20}| {elapsed}<{remaining} {postfix}")
+
+    def on_sent(self, n: int = 1) -> None:
+        self.sent += n
+
+    def on_done(self, success: bool, output_tokens: int | None) -> None:
+        self.done += 1
+        if not success:
+            self.failed += 1
+        self.output_tokens += output_tokens or 0
+        self._bar.update(1)
+        if self.done % 16 == 0:
+            self.refresh()
+
+    def refresh(self) -> None:
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        self._bar.set_postfix_str(
+            f"failed {self.failed} | in flight {self.sent - self.done} | "
+            f"{self.done / elapsed:.1f} req/s | {self.output_tokens / elapsed:.0f} tok/s", refresh=False)
+
+    def close(self) -> None:
+        self.refresh()
+        self._bar.close()

@@ -1,0 +1,311 @@
+"""The coordinator of one run: dataset -> API plugin -> Jobs -> workers ->
+RequestRecords -> rows in the database; then the report.
+
+The coordinator is the only writer of the database.  Every Job it dispatches
+ends as exactly one row: a record from a worker, or, if that worker died or
+the run was interrupted, a failed row that says so.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Iterator
+
+from engine.arguments import Arguments
+from engine.derive import to_row
+from engine.errors import DatasetError, UsageError
+from engine.pool import WorkerPool
+from engine.progress import Progress
+from engine.records import Job, RequestRecord, Target, WorkerStats
+from engine.scheduler import send_offsets_s
+from engine.store import DB_NAME, ResultStore, encode_pickle
+from plugins import registry
+
+RATE_LEAD_S = 0.1  # open loop: the first request is due this long after set-up
+COLLECT_POLL_S = 0.1
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    db_path: str
+    status: str  # completed / interrupted
+    requests: int
+    failed: int
+
+
+class Interrupted(Exception):
+    """Raised out of run_one after the run was stopped and saved."""
+
+    def __init__(self, result: RunResult):
+        super().__init__(result.status)
+        self.result = result
+
+
+def run_folder(args: Arguments) -> str:
+    name = f"parallel_{args.parallel}_number_{args.number if args.number is not None else 'inf'}"
+    if args.rate is not None:
+        name += f"_rate_{args.rate:g}"
+    return os.path.join(args.sweep_dir or args.outputs_dir, name)
+
+
+def _items(dataset) -> Iterator:
+    """The dataset's items, cycled until the run has what it needs."""
+    prompt = dataset.query_parameters.prompt
+    if prompt:  # --prompt: the same prompt for every request
+        message = [dataset.create_message(prompt)]
+        while True:
+            yield message
+    first = True
+    while True:
+        empty = True
+        for item in dataset.build_messages():
+            empty = False
+            yield item
+        if empty:
+            hint = " (check --min-prompt-length/--max-prompt-length)" if first else ""
+            raise DatasetError(f"dataset '{dataset.query_parameters.dataset}' yielded no prompts{hint}")
+        first = False
+
+
+def _jobs(args: Arguments, api, dataset) -> Iterator[tuple[Job, dict, str]]:
+    """(Job, body, base64 request) for every request, warm-up first, in send order."""
+    seq = itertools.count()
+    limit = None if args.number is None else args.number + args.warmup_num
+    produced = 0
+    for item in _items(dataset):
+        if limit is not None and produced >= limit:
+            return
+        body = api.build_request(item, args)
+        if body is None:
+            continue
+        n = next(seq)
+        job = Job(seq=n, request_id=uuid.uuid4().hex, payload=_json_bytes(body), is_warmup=n < args.warmup_num)
+        produced += 1
+        yield job, body, encode_pickle(body)
+
+
+def _json_bytes(body: dict) -> bytes:
+    import json
+
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class _Run:
+    """State of one run, shared by the feeder thread and the collector."""
+
+    def __init__(self, args: Arguments, api, dataset, store: ResultStore, progress: Progress):
+        self.args, self.api, self.dataset, self.store, self.progress = args, api, dataset, store, progress
+        self.pending: dict[int, tuple[Job, dict, str]] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.feeding_done = threading.Event()
+        self.warmup_done = threading.Event()
+        self.feed_error: BaseException | None = None
+        self.failed = 0
+        self.rows = 0
+        self.warmup_left = args.warmup_num
+
+    # --- feeder ----------------------------------------------------------
+    def feed(self, pool: WorkerPool) -> None:
+        args = self.args
+        try:
+            offsets = send_offsets_s(args.rate, args.burstiness, args.seed)
+            t0 = deadline = None
+            for job, body, request_b64 in _jobs(args, self.api, self.dataset):
+                if job.is_warmup:
+                    scheduled = None
+                else:
+                    if t0 is None:  # measured requests start after the warm-up
+                        while not self.warmup_done.wait(0.1):
+                            if self.stop.is_set():
+                                return
+                        t0 = time.time() + (RATE_LEAD_S if args.rate is not None else 0.0)
+                        deadline = None if args.duration is None else t0 + args.duration
+                    offset = next(offsets)
+                    scheduled = None if offset is None else t0 + offset
+                    due = scheduled if scheduled is not None else time.time()
+                    if deadline is not None and due >= deadline:
+                        return
+                    job = Job(job.seq, job.request_id, job.payload, scheduled, False)
+                with self.lock:
+                    self.pending[job.seq] = (job, body, request_b64)
+                while not self.stop.is_set():
+                    try:
+                        pool.jobs.put(job, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    with self.lock:
+                        self.pending.pop(job.seq, None)
+                    return
+                self.progress.on_sent()
+        except BaseException as exc:  # reported by the collector in the main thread
+            self.feed_error = exc
+        finally:
+            if self.args.warmup_num == 0 or self.warmup_left <= 0:
+                self.warmup_done.set()
+            self.feeding_done.set()
+
+    # --- collector ---------------------------------------------------------
+    def record(self, record: RequestRecord) -> None:
+        with self.lock:
+            entry = self.pending.pop(record.seq, None)
+        if entry is None:  # already accounted for (e.g. its worker was declared dead)
+            return
+        job, body, request_b64 = entry
+        row = to_row(record, body, request_b64, job.request_id, job.is_warmup, self.api)
+        self.store.add(row)
+        self.rows += 1
+        if not row["success"]:
+            self.failed += 1
+        if job.is_warmup:
+            self.warmup_left -= 1
+            if self.warmup_left <= 0:
+                self.warmup_done.set()
+        self.progress.on_done(bool(row["success"]), row["completion_tokens"])
+
+    def fail(self, seqs: list[int], reason: str) -> None:
+        """Record requests that will never get a record from a worker."""
+        for seq in seqs:
+            with self.lock:
+                entry = self.pending.get(seq)
+            if entry is None:
+                continue
+            job = entry[0]
+            now = time.time()
+            scheduled = job.scheduled_time if job.scheduled_time is not None else now
+            self.record(RequestRecord(seq=seq, worker="-", scheduled_time=scheduled, start_time=min(scheduled, now),
+                                      latency_s=None, status_code=None, error=reason, transport_failed=True,
+                                      is_stream=self.args.stream))
+
+    def finished(self) -> bool:
+        with self.lock:
+            return self.feeding_done.is_set() and not self.pending
+
+
+def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> RunResult:
+    """Run one load level and write its database; raises Interrupted after a
+    Ctrl-C, with everything measured so far committed."""
+    api = registry.create("api", args.api, args)
+    dataset = registry.create("dataset", args.dataset, args)
+    folder = run_folder(args)
+    db_path = os.path.join(folder, DB_NAME)
+    if os.path.exists(db_path):
+        raise UsageError(f"'{db_path}' already exists and is never overwritten: pass another --name or remove it")
+    os.makedirs(folder, exist_ok=True)
+    store = ResultStore(db_path)
+    store.start_run(os.path.basename(folder), args.public_dict(), "local", _version())
+    headers = args.request_headers()
+    headers.update(api.request_headers(args))
+    target = Target(url=args.url, headers=tuple(headers.items()), stream=args.stream,
+                    connect_timeout_s=args.connect_timeout, read_timeout_s=args.read_timeout,
+                    verify_tls=not args.insecure)
+    total = None if args.number is None else args.number + args.warmup_num
+    progress = Progress(label or os.path.basename(folder), total, enabled=show_progress)
+    run = _Run(args, api, dataset, store, progress)
+    pool = WorkerPool(target, args.parallel, args.workers, queue_ahead=args.parallel + 8)
+    stats: list[WorkerStats] = []
+    status = "completed"
+    try:
+        feeder = threading.Thread(target=run.feed, args=(pool,), name="servebench-feeder", daemon=True)
+        feeder.start()
+        _collect(run, pool, stats)
+        feeder.join()
+    except KeyboardInterrupt:
+        status = "interrupted"
+        _stop(run, pool, stats, grace_s=args.grace)
+    finally:
+        pool.terminate()
+        with run.lock:
+            left = list(run.pending)
+        run.fail(left, "cancelled: the run was interrupted" if status != "completed" else "worker died")
+        progress.close()
+        store.finish_run(status, [_stats_dict(s) for s in stats])
+        store.close()
+    if run.feed_error is not None:
+        raise run.feed_error
+    result = RunResult(db_path, status, run.rows, run.failed)
+    if status != "completed":
+        raise Interrupted(result)
+    return result
+
+
+def _collect(run: _Run, pool: WorkerPool, stats: list[WorkerStats]) -> None:
+    stop_sent = False
+    last_check = time.monotonic()
+    while True:
+        try:
+            message = pool.results.get(timeout=COLLECT_POLL_S)
+        except queue.Empty:
+            message = None
+        if isinstance(message, RequestRecord):
+            run.record(message)
+        elif isinstance(message, WorkerStats):
+            stats.append(message)
+        if time.monotonic() - last_check >= 0.25:
+            last_check = time.monotonic()
+            run.progress.refresh()
+            for worker, seqs in pool.reap_dead():
+                run.fail(seqs, f"worker died: {worker}")
+        if run.feed_error is not None:
+            run.stop.set()
+            return
+        if not stop_sent and run.feeding_done.is_set():
+            pool.send_stop()
+            stop_sent = True
+        if stop_sent and run.finished():
+            _drain_stats(pool, stats)
+            return
+
+
+def _drain_stats(pool: WorkerPool, stats: list[WorkerStats], timeout_s: float = 5.0) -> None:
+    """After the last record, each process reports its CPU use as it exits."""
+    deadline = time.monotonic() + timeout_s
+    while len(stats) < len(pool.members) and time.monotonic() < deadline:
+        try:
+            message = pool.results.get(timeout=0.1)
+        except queue.Empty:
+            if pool.alive() == 0:
+                break
+            continue
+        if isinstance(message, WorkerStats):
+            stats.append(message)
+
+
+def _stop(run: _Run, pool: WorkerPool, stats: list[WorkerStats], grace_s: float) -> None:
+    """Ctrl-C: stop dispatching, give in-flight requests `grace_s`, keep what came."""
+    run.stop.set()
+    deadline = time.monotonic() + grace_s
+    try:
+        while time.monotonic() < deadline and pool.in_flight():
+            try:
+                message = pool.results.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(message, RequestRecord):
+                run.record(message)
+            elif isinstance(message, WorkerStats):
+                stats.append(message)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+        pass
+
+
+def _stats_dict(s: WorkerStats) -> dict:
+    return {"worker": s.worker, "cpu_s": round(s.cpu_s, 4), "wall_s": round(s.wall_s, 4),
+            "peak_rss_mb": round(s.peak_rss_mb, 1), **s.extra}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("servebench")
+    except PackageNotFoundError:
+        return "0+unknown"

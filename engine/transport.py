@@ -1,0 +1,152 @@
+"""One HTTP exchange, timed: Job in, RequestRecord out.
+
+The worker thread owns the socket and the clock.  Everything that is not
+the request itself (building, serialising, preparing) happens before the
+clock starts; every SSE event is stamped with the arrival time of the bytes
+that completed it, and parsed into JSON only later, by the coordinator.
+This module is also the one place where transport exceptions become our own
+one-line reasons.
+"""
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from time import perf_counter
+
+import requests
+import sseclient
+import urllib3.exceptions
+
+from engine.records import Job, RequestRecord, Target
+
+READ_SIZE = 65536  # an upper bound only: read1 returns whatever has arrived
+ERROR_BODY_CHARS = 200
+
+
+class StampedSource:
+    """Iterates over the bytes of a response body as they arrive, remembering
+    when the latest piece came.  read1 returns as soon as any bytes are
+    there, for chunked, length-delimited and close-delimited bodies alike, so
+    nothing waits for a buffer to fill."""
+
+    __slots__ = ("_read1", "last_arrival", "nbytes")
+
+    def __init__(self, raw):
+        self._read1 = raw.read1
+        self.last_arrival = 0.0
+        self.nbytes = 0
+
+    def __iter__(self):
+        read1 = self._read1
+        while True:
+            data = read1(READ_SIZE)
+            if not data:
+                return
+            self.last_arrival = perf_counter()
+            self.nbytes += len(data)
+            yield data
+
+    def close(self) -> None:  # sseclient's interface
+        pass
+
+
+def describe_error(exc: BaseException, target: Target) -> str:
+    """A short, stable, one-line reason for a transport failure."""
+    chain = []
+    e: BaseException | None = exc
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__ or (e.args[0] if e.args and isinstance(e.args[0], BaseException) else None)
+        if e is not None and any(e is c for c in chain):
+            break
+    kinds = [type(c) for c in chain]
+    text = " ".join(str(c) for c in chain)
+    if any(issubclass(k, (ssl.SSLCertVerificationError,)) for k in kinds) or "CERTIFICATE_VERIFY_FAILED" in text:
+        return "TLS certificate verify failed (use --insecure to accept a self-signed certificate)"
+    if any(issubclass(k, ssl.SSLError) for k in kinds):
+        return "TLS error: " + _one_line(chain[-1])
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"connect timeout after {target.connect_timeout_s:g}s"
+    if isinstance(exc, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, socket.timeout,
+                        TimeoutError)) or "Read timed out" in text:
+        return f"read timeout: no data for {target.read_timeout_s:g}s"
+    if any(issubclass(k, ConnectionRefusedError) for k in kinds) or "Connection refused" in text:
+        return "connection refused: no server listening at the --url"
+    if "Name or service not known" in text or "nodename nor servname" in text or "NameResolutionError" in text:
+        return "cannot resolve the host name of the --url"
+    if any(issubclass(k, ConnectionResetError) for k in kinds) or "Connection reset" in text:
+        return "connection reset by the server"
+    if (any(issubclass(k, (urllib3.exceptions.ProtocolError, urllib3.exceptions.IncompleteRead)) for k in kinds)
+            or "IncompleteRead" in text or "RemoteDisconnected" in text or "closed connection" in text):
+        return "server closed the connection mid-response"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection failed: " + _one_line(chain[-1])
+    return f"{type(exc).__name__}: {_one_line(exc)}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def prepare(session: requests.Session, target: Target, job: Job) -> requests.PreparedRequest:
+    headers = dict(target.headers)
+    headers["X-Request-Id"] = job.request_id
+    return session.prepare_request(requests.Request("POST", target.url, data=job.payload, headers=headers))
+
+
+def send(session: requests.Session, target: Target, job: Job, worker: str) -> RequestRecord:
+    """Send one job when it is due and record what arrived, and when."""
+    prepared = prepare(session, target, job)
+    if job.scheduled_time is not None:
+        scheduled = job.scheduled_time
+        delay = scheduled - time.time()
+        if delay > 0:
+            time.sleep(delay)
+    else:
+        scheduled = time.time()
+
+    events: list[str] = []
+    offsets: list[float] = []
+    status = None
+    error = None
+    transport_failed = False
+    is_sse = saw_done = False
+    source = None
+    start_time = time.time()
+    t0 = perf_counter()
+    end = None
+    try:
+        response = session.send(prepared, stream=True, allow_redirects=False,
+                                timeout=(target.connect_timeout_s, target.read_timeout_s),
+                                verify=target.verify_tls)
+        status = response.status_code
+        try:
+            source = StampedSource(response.raw)
+            is_sse = "text/event-stream" in response.headers.get("Content-Type", "")
+            if is_sse and status < 400:
+                for event in sseclient.SSEClient(source).events():
+                    if event.data == "[DONE]":
+                        saw_done = True
+                        continue
+                    events.append(event.data)
+                    offsets.append(source.last_arrival - t0)
+            else:
+                body = b"".join(source)
+                text = body.decode("utf-8", errors="replace")
+                events.append(text)
+                offsets.append((source.last_arrival or perf_counter()) - t0)
+                if status >= 400:
+                    error = f"HTTP {status}: {' '.join(text.split())[:ERROR_BODY_CHARS]}"
+        finally:
+            response.close()
+        end = source.last_arrival or perf_counter()
+    except Exception as exc:  # any failure of the exchange is a result, not a crash
+        end = perf_counter()
+        error = describe_error(exc, target)
+        transport_failed = True
+    return RequestRecord(
+        seq=job.seq, worker=worker, scheduled_time=scheduled, start_time=start_time,
+        latency_s=end - t0, status_code=status, events=tuple(events), event_offsets_s=tuple(offsets),
+        error=error, transport_failed=transport_failed, is_stream=is_sse, saw_done=saw_done,
+    )

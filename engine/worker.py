@@ -1,0 +1,76 @@
+"""A worker process: T threads, each with its own requests.Session, pulling
+Jobs from a shared queue and pushing RequestRecords back.
+
+Blocking I/O releases the GIL, so threads give concurrency within a
+process; several processes keep the parsing of one busy stream from
+delaying the stamping of another.  Workers import no plugin, pandas or
+matplotlib: they only move bytes and read clocks.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import queue
+import resource
+import signal
+import threading
+import time
+
+import requests
+
+from engine import transport
+from engine.records import Job, RequestRecord, Target, WorkerStats
+
+IDLE = -1  # slot value: this thread has no request in flight
+
+
+def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots, slot_base: int) -> None:
+    """Process entry point.  `slots[slot_base + t]` holds the seq thread t is
+    sending, so the coordinator can account for it if this process dies."""
+    # Ctrl-C goes to the whole process group: the coordinator decides what
+    # happens, workers keep going until told to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A gen-2 collection in the middle of a stream would show up as a
+    # latency spike that the server never caused.
+    gc.collect()
+    gc.freeze()
+    name = f"w{index}"
+    wall0, cpu0 = time.monotonic(), time.process_time()
+    threads = [threading.Thread(target=_thread_loop, name=f"{name}-t{t}", daemon=True,
+                                args=(target, jobs, results, slots, slot_base + t, name))
+               for t in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    results.put(WorkerStats(worker=name, cpu_s=time.process_time() - cpu0, wall_s=time.monotonic() - wall0,
+                            peak_rss_mb=usage.ru_maxrss / 1024.0, extra={"pid": os.getpid(), "threads": n_threads}))
+    results.close()
+    results.join_thread()
+
+
+def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str) -> None:
+    session = requests.Session()
+    session.trust_env = False  # no proxy or netrc surprises between the client and the server
+    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    while True:
+        try:
+            job: Job | None = jobs.get()
+        except (EOFError, OSError):
+            return  # the coordinator has gone
+        if job is None:
+            return
+        slots[slot] = job.seq
+        try:
+            record = transport.send(session, target, job, worker)
+        except BaseException as exc:  # never lose a request to our own bug
+            record = RequestRecord(seq=job.seq, worker=worker, scheduled_time=job.scheduled_time or time.time(),
+                                   start_time=time.time(), latency_s=None, status_code=None,
+                                   error=f"client error: {type(exc).__name__}: {exc}"[:300],
+                                   transport_failed=True, is_stream=target.stream)
+        results.put(record)
+        slots[slot] = IDLE
+

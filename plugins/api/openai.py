@@ -1,0 +1,71 @@
+"""OpenAI-compatible chat and completions APIs (vLLM, SGLang, TGI, llama.cpp, ...)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.arguments import Arguments
+from engine.errors import UsageError
+from plugins.base import ApiPluginBase, load_json
+
+
+class OpenaiPlugin(ApiPluginBase):
+    """OpenAI-compatible /v1/chat/completions and /v1/completions, streamed or not."""
+
+    def build_request(self, messages: list[dict] | str, param: Arguments | None = None) -> dict | None:
+        param = param or self.param
+        if param.query_template:
+            return self._from_template(messages, param)
+        path = param.url_path.rstrip("/")
+        completions = isinstance(messages, str) or (
+            path.endswith("/completions") and not path.endswith("/chat/completions"))
+        body: dict[str, Any] = {"model": param.model}
+        if completions:
+            body["prompt"] = messages if isinstance(messages, str) else _as_prompt(messages)
+        else:
+            body["messages"] = messages
+        body["stream"] = param.stream
+        if param.stream:
+            body["stream_options"] = {"include_usage": True}
+        # Only what the user asked for: strict servers answer 422 to fields
+        # they do not know, so optional sampling fields are never defaulted.
+        for key in ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "stop"):
+            value = getattr(param, key)
+            if value is not None:
+                body[key] = value
+        body.update(param.extra_args)
+        return body
+
+    def _from_template(self, messages: list[dict] | str, param: Arguments) -> dict:
+        prompt = messages if isinstance(messages, str) else _as_prompt(messages)
+        # %p and %m stand inside JSON strings: substitute JSON-escaped text.
+        text = (param.query_template.replace("%m", json.dumps(param.model)[1:-1])
+                .replace("%p", json.dumps(prompt)[1:-1]))
+        try:
+            body = json.loads(text)
+        except ValueError as e:
+            raise UsageError(f"--query-template is not valid JSON after substitution: {e}") from None
+        if not isinstance(body, dict):
+            raise UsageError("--query-template must be a JSON object")
+        body.update(param.extra_args)
+        return body
+
+    def parse_responses(self, responses: list, request: Any = None, **kwargs: Any):
+        # The usage object may come in its own final chunk (choices == []) or
+        # inside the last chunk that also carries choices: take the last seen.
+        for payload in reversed(responses):
+            data = load_json(payload)
+            usage = data.get("usage") if isinstance(data, dict) else None
+            if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
+                return usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return None, None
+
+
+def _as_prompt(messages: list[dict]) -> str:
+    parts = []
+    for message in messages:
+        content = message.get("content", "")
+        if isinstance(content, list):
+            content = " ".join(c.get("text", "") for c in content if isinstance(c, dict))
+        parts.append(str(content))
+    return "\n".join(parts)

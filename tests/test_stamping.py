@@ -1,0 +1,123 @@
+"""Events are stamped when their bytes arrive, whatever the body framing.
+
+A raw socket server (written here, so the framing is exactly what the test
+says) sends SSE events 100 ms apart; the worker's transport must stamp them
+100 ms apart, for a chunked body and for a close-delimited one."""
+import json
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from engine import transport
+from engine.derive import to_row
+from engine.arguments import Arguments
+from engine.records import Job, Target
+from plugins.api.openai import OpenaiPlugin
+
+GAP_S = 0.1
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def read_request(conn) -> None:
+    """Read the whole request, so closing the socket later is a clean FIN."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += conn.recv(65536)
+
+
+def serve_once(framing: str, events: list[bytes], gap_s: float = GAP_S):
+    """Accept one connection, read the request, answer with `events` spaced by gap_s."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    sent_at = []
+
+    def run():
+        conn, _ = listener.accept()
+        with conn:
+            read_request(conn)
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            head += b"Transfer-Encoding: chunked\r\n\r\n" if framing == "chunked" else b"Connection: close\r\n\r\n"
+            conn.sendall(head)
+            for i, event in enumerate(events):
+                if i:
+                    time.sleep(gap_s)
+                conn.sendall(chunk(event) if framing == "chunked" else event)
+                sent_at.append(time.perf_counter())
+            if framing == "chunked":
+                conn.sendall(b"0\r\n\r\n")
+        listener.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread, sent_at
+
+
+def openai_events(n):
+    out = [b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n']
+    out += [b'data: {"choices":[{"delta":{"content":"w%d "}}]}\n\n' % i for i in range(n)]
+    out += [b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":%d}}\n\ndata: [DONE]\n\n' % n]
+    return out
+
+
+def send(port, stream=True):
+    target = Target(url=f"http://127.0.0.1:{port}/v1/chat/completions", headers=(), stream=stream,
+                    connect_timeout_s=5, read_timeout_s=5)
+    job = Job(seq=0, request_id="r0", payload=b"{}")
+    with requests.Session() as session:
+        return transport.send(session, target, job, "w0")
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_events_sent_100ms_apart_are_stamped_100ms_apart(framing):
+    port, thread, _ = serve_once(framing, openai_events(4))
+    record = send(port)
+    thread.join(5)
+    assert record.error is None and record.status_code == 200 and record.saw_done
+    assert len(record.events) == 6  # role chunk, 4 content, usage ([DONE] not kept)
+    offsets = record.event_offsets_s
+    gaps = [b - a for a, b in zip(offsets, offsets[1:])]
+    # every gap between separately sent events is the server's 100 ms
+    for gap in gaps:
+        assert gap == pytest.approx(GAP_S, abs=0.02), gaps
+
+
+def test_ttft_skips_role_only_and_empty_deltas():
+    events = [b'data: {"choices":[{"delta":{"role":"assistant"}}]}\n\n',
+              b'data: {"choices":[{"delta":{"content":""}}]}\n\n',
+              b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n',
+              b'data: {"choices":[{"delta":{"content":" there"}}],'
+              b'"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n']
+    port, thread, _ = serve_once("chunked", events)
+    record = send(port)
+    thread.join(5)
+    plugin = OpenaiPlugin(Arguments(url="http://x/v1/chat/completions"))
+    row = to_row(record, {}, "", "r0", False, plugin)
+    # the first two events arrive 0 and 100 ms after the headers; output starts with the third
+    assert row["first_chunk_latency"] == pytest.approx(record.event_offsets_s[2])
+    assert row["first_chunk_latency"] - record.event_offsets_s[0] == pytest.approx(2 * GAP_S, abs=0.03)
+    assert row["n_chunks"] == 2
+    assert (row["prompt_tokens"], row["completion_tokens"], row["token_source"]) == (5, 2, "usage")
+    assert row["success"] == 1
+    # usage inside the last chunk that also carries choices is found too
+    assert json.loads(row["chunk_times"]) == pytest.approx(list(record.event_offsets_s[2:]))
+
+
+def test_connection_refused_is_a_recorded_failure():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    record = send(port)
+    assert record.transport_failed and record.status_code is None
+    assert record.error.startswith("connection refused")
