@@ -25,9 +25,11 @@ from engine.records import Job, RequestRecord, Target, WorkerStats
 from engine.scheduler import send_offsets_s
 from engine.store import DB_NAME, ResultStore, encode_pickle
 from plugins import registry
+from plugins.tokenizer import load_tokenizer
 
 RATE_LEAD_S = 0.1  # open loop: the first request is due this long after set-up
 COLLECT_POLL_S = 0.1
+MAX_SKIPPED_IN_A_ROW = 100_000
 STOP_TIMEOUT_S = 10.0
 
 
@@ -77,13 +79,17 @@ def _jobs(args: Arguments, api, dataset) -> Iterator[tuple[Job, dict, str]]:
     """(Job, body, base64 request) for every request, warm-up first, in send order."""
     seq = itertools.count()
     limit = None if args.number is None else args.number + args.warmup_num
-    produced = 0
+    produced = skipped = 0
     for item in _items(dataset):
         if limit is not None and produced >= limit:
             return
         body = api.build_request(item, args)
         if body is None:
+            skipped += 1
+            if skipped > MAX_SKIPPED_IN_A_ROW:
+                raise UsageError(f"--api '{args.api}' skipped every item of --dataset '{args.dataset}'")
             continue
+        skipped = 0
         n = next(seq)
         job = Job(seq=n, request_id=uuid.uuid4().hex, payload=_json_bytes(body), is_warmup=n < args.warmup_num)
         produced += 1
@@ -99,8 +105,8 @@ def _json_bytes(body: dict) -> bytes:
 class _Run:
     """State of one run, shared by the feeder thread and the collector."""
 
-    def __init__(self, args: Arguments, api, dataset, store: ResultStore, progress: Progress):
-        self.args, self.api, self.dataset, self.store, self.progress = args, api, dataset, store, progress
+    def __init__(self, args: Arguments, api, count_tokens, store: ResultStore, progress: Progress):
+        self.args, self.api, self.count_tokens, self.store, self.progress = args, api, count_tokens, store, progress
         self.pending: dict[int, tuple[Job, dict, str]] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -110,14 +116,16 @@ class _Run:
         self.failed = 0
         self.rows = 0
         self.warmup_left = args.warmup_num
+        if self.warmup_left == 0:
+            self.warmup_done.set()
 
     # --- feeder ----------------------------------------------------------
-    def feed(self, pool: WorkerPool) -> None:
+    def feed(self, pool: WorkerPool, jobs: Iterator[tuple[Job, dict, str]]) -> None:
         args = self.args
         try:
             offsets = send_offsets_s(args.rate, args.burstiness, args.seed)
             t0 = deadline = None
-            for job, body, request_b64 in _jobs(args, self.api, self.dataset):
+            for job, body, request_b64 in jobs:
                 if job.is_warmup:
                     scheduled = None
                 else:
@@ -149,8 +157,6 @@ class _Run:
         except BaseException as exc:  # reported by the collector in the main thread
             self.feed_error = exc
         finally:
-            if self.args.warmup_num == 0 or self.warmup_left <= 0:
-                self.warmup_done.set()
             self.feeding_done.set()
 
     # --- collector ---------------------------------------------------------
@@ -160,7 +166,7 @@ class _Run:
         if entry is None:  # already accounted for (e.g. its worker was declared dead)
             return
         job, body, request_b64 = entry
-        row = to_row(record, body, request_b64, job.request_id, job.is_warmup, self.api)
+        row = to_row(record, body, request_b64, job.request_id, job.is_warmup, self.api, self.count_tokens)
         self.store.add(row)
         self.rows += 1
         if not row["success"]:
@@ -195,6 +201,11 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> Run
     Ctrl-C, with everything measured so far committed."""
     api = registry.create("api", args.api, args)
     dataset = registry.create("dataset", args.dataset, args)
+    tokenizer = load_tokenizer(args.tokenizer_path)
+    jobs = _jobs(args, api, dataset)
+    # Read the dataset and build the first request now, so a bad file or
+    # plugin fails before any folder or database is made.
+    jobs = itertools.chain([next(jobs)], jobs)
     folder = run_folder(args)
     db_path = os.path.join(folder, DB_NAME)
     if os.path.exists(db_path):
@@ -209,12 +220,12 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> Run
                     verify_tls=not args.insecure)
     total = None if args.number is None else args.number + args.warmup_num
     progress = Progress(label or os.path.basename(folder), total, enabled=show_progress)
-    run = _Run(args, api, dataset, store, progress)
+    run = _Run(args, api, tokenizer.count if tokenizer else None, store, progress)
     pool = WorkerPool(target, args.parallel, args.workers, queue_ahead=args.parallel + 8)
     stats: list[WorkerStats] = []
     status = "completed"
     try:
-        feeder = threading.Thread(target=run.feed, args=(pool,), name="servebench-feeder", daemon=True)
+        feeder = threading.Thread(target=run.feed, args=(pool, jobs), name="servebench-feeder", daemon=True)
         feeder.start()
         _collect(run, pool, stats)
         feeder.join()

@@ -1,0 +1,45 @@
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_engine(*args, cwd=None, timeout=180, env=None, check=True):
+    """`python -m engine ARGS` in a real subprocess; returns CompletedProcess."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1")
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "engine", *map(str, args)], cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def rows(db_path, sql="SELECT * FROM result"):
+    conn = sqlite3.connect(db_path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+def find_dbs(folder):
+    found = []
+    for dirpath, _, files in os.walk(folder):
+        if "benchmark_data.db" in files:
+            found.append(os.path.join(dirpath, "benchmark_data.db"))
+    return sorted(found)
+
+
+@pytest.fixture(scope="session")
+def mock():
+    """The project's own mock server, as a real subprocess on loopback."""
+    from engine.mock.launch import start_mock
+
+    with start_mock(["--ttft-ms", "10", "--itl-ms", "2", "--tokens", "16"]) as server:
+        yield server
