@@ -1,0 +1,116 @@
+"""OpenAI-compatible endpoints, byte-for-byte in vLLM's shapes.
+
+Streams (chat): a role chunk at once, then content chunks at ttft, ttft+itl,
+..., finish_reason on the last content chunk, an optional usage chunk
+(stream_options.include_usage), then ``data: [DONE]``.  Completions streams
+have no role chunk (vLLM sends none).  Events are assembled from pre-encoded
+byte pieces: json.dumps per event would be most of the server's CPU.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from .config import MockConfig
+from .plan import (JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, BadRequest, ResponsePlan, content_due,
+                   json_plan, n_chunks, output_length, parse_json_object)
+from .tokens import chunk_json, count_messages, count_prompt
+
+if TYPE_CHECKING:
+    from .http import Request
+    from .truth import TruthRecord
+
+_DONE = b"data: [DONE]\n\n"
+
+
+@lru_cache(maxsize=256)
+def _json_str(value: str) -> bytes:
+    """JSON literal of a string; cached since clients send the same model name."""
+    return json.dumps(value).encode()
+
+
+def _request_fields(req: Request, cfg: MockConfig, chat: bool) -> tuple[dict[str, Any], int]:
+    body = parse_json_object(req.body)
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest("'messages' must be a non-empty list")
+        prompt_tokens = count_messages(messages)
+    else:
+        if "prompt" not in body:
+            raise BadRequest("'prompt' is required")
+        prompt_tokens = count_prompt(body["prompt"])
+    model = body.get("model", cfg.model_name)
+    if not isinstance(model, str):
+        raise BadRequest("'model' must be a string")
+    return body, prompt_tokens
+
+
+def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: bool) -> ResponsePlan:
+    """POST /v1/chat/completions (chat=True) and POST /v1/completions."""
+    body, prompt_tokens = _request_fields(req, cfg, chat)
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_tokens")
+    n_tokens, finish = output_length(max_tokens, cfg.tokens)
+    if rec is not None:
+        rec.prompt_tokens, rec.completion_tokens = prompt_tokens, n_tokens
+    k = cfg.tokens_per_chunk
+    nc = n_chunks(n_tokens, k)
+    rid = ("chatcmpl-" if chat else "cmpl-") + req.request_id
+    model = body.get("model", cfg.model_name)
+    created = int(req.arrival)
+    obj = ("chat.completion.chunk" if chat else "text_completion") if body.get("stream") else (
+        "chat.completion" if chat else "text_completion")
+    rid_json, model_json = json.dumps(rid).encode(), _json_str(model)
+    usage_json = b'{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d}' % (
+        prompt_tokens, prompt_tokens + n_tokens, n_tokens)
+    if not body.get("stream"):
+        # Templated, not json.dumps of a dict: this is most of the cost of a
+        # short non-streamed reply.  The shape is vLLM's.
+        text = chunk_json(0, n_tokens)
+        choice = (b'{"index":0,"message":{"role":"assistant","content":%s,"tool_calls":[]}' % text
+                  if chat else b'{"index":0,"text":%s' % text)
+        reply = (b'{"id":%s,"object":"%s","created":%d,"model":%s,"choices":[%s,"logprobs":null,'
+                 b'"finish_reason":"%s","stop_reason":null}],"usage":%s}'
+                 % (rid_json, obj.encode(), created, model_json, choice, finish.encode(), usage_json))
+        # The whole answer is ready when the last chunk would have been sent.
+        return ResponsePlan(200, JSON_CONTENT_TYPE, [reply], [cfg.ttft_s + (nc - 1) * cfg.itl_s],
+                            content_count=1)
+
+    head = b'data: {"id":%s,"object":"%s","created":%d,"model":%s,"choices":' % (
+        rid_json, obj.encode(), created, model_json)
+    if chat:
+        pre, mid = head + b'[{"index":0,"delta":{"content":', b'},"logprobs":null,"finish_reason":'
+    else:
+        pre, mid = head + b'[{"index":0,"text":', b',"logprobs":null,"finish_reason":'
+    tail = b'null,"stop_reason":null}]}\n\n' if not chat else b'null}]}\n\n'
+    events = [pre + chunk_json(j * k, k) + mid + tail for j in range(nc - 1)]
+    last_start = (nc - 1) * k
+    events.append(pre + chunk_json(last_start, n_tokens - last_start) + mid
+                  + b'"%s","stop_reason":null}]}\n\n' % finish.encode())
+    due = content_due(nc, cfg.ttft_s, cfg.itl_s)
+    content_start = 0
+    if chat:
+        events.insert(0, head + b'[{"index":0,"delta":{"role":"assistant","content":""},'
+                               b'"logprobs":null,"finish_reason":null}]}\n\n')
+        due.insert(0, 0.0)
+        content_start = 1
+    end_s = due[-1]
+    opts = body.get("stream_options")
+    if isinstance(opts, dict) and opts.get("include_usage"):
+        events.append(head + b'[],"usage":%s}\n\n' % usage_json)
+        due.append(end_s)
+    events.append(_DONE)
+    due.append(end_s)
+    return ResponsePlan(200, SSE_CONTENT_TYPE, events, due, chunked=True,
+                        content_start=content_start, content_count=nc)
+
+
+def models(req: Request, cfg: MockConfig, started: float) -> ResponsePlan:
+    """GET /v1/models: one model, the one the mock pretends to serve."""
+    return json_plan(200, {"object": "list", "data": [
+        {"id": cfg.model_name, "object": "model", "created": int(started),
+         "owned_by": "servebench", "root": cfg.model_name, "parent": None,
+         "max_model_len": 1 << 20, "permission": []}]})

@@ -1,0 +1,102 @@
+"""A response as data: what to write, and when, relative to the request's arrival.
+
+Handlers (openai_api, dashscope_api, the server's own endpoints) build a
+ResponsePlan; the connection (http.HttpConnection) writes it on schedule.
+Because the plan is plain data, a fault policy (faults.FaultPolicy) can
+rewrite it per request -- swap it for a 500/429, drop [DONE], corrupt one
+event, stretch the due times into a stall, cut the stream with abort_after --
+without the protocol code or the writer knowing about faults.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+JSON_CONTENT_TYPE = "application/json"
+
+
+class BadRequest(Exception):
+    """The request is unusable; the handler turns it into a 400 reply."""
+
+
+@dataclass(slots=True)
+class ResponsePlan:
+    status: int
+    content_type: str
+    # Chunked: each element is one SSE event (its payload, unframed), written as
+    # one HTTP chunk by one transport.write.  Not chunked: exactly one element,
+    # the whole body, sent with Content-Length.
+    events: list[bytes]
+    # Seconds after arrival at which each event is due; non-decreasing.
+    # Absolute targets (arrival + offset) keep a loaded server from drifting.
+    due_s: list[float]
+    chunked: bool = False
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    # Which events carry output (for the ground truth's first_content_time).
+    content_start: int = 0
+    content_count: int = 0
+    # Close the connection after the reply, whatever the client asked.
+    close: bool = False
+    # Fault seam: write only this many events, then drop the connection
+    # without the terminating chunk (a server dying mid-stream).
+    abort_after: int | None = None
+    # Free-form notes a fault policy may leave for the truth record.
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def json_plan(status: int, obj: Any, delay_s: float = 0.0, **kw: Any) -> ResponsePlan:
+    body = json.dumps(obj, separators=(",", ":")).encode()
+    return ResponsePlan(status, JSON_CONTENT_TYPE, [body], [delay_s], content_count=1, **kw)
+
+
+def openai_error(status: int, message: str, type_: str | None = None) -> ResponsePlan:
+    """OpenAI's (and current vLLM's) error body."""
+    type_ = type_ or _error_type(status)
+    return json_plan(status, {"error": {"message": message, "type": type_, "param": None, "code": status}})
+
+
+def _error_type(status: int) -> str:
+    return {400: "BadRequestError", 404: "NotFoundError", 405: "MethodNotAllowed",
+            413: "RequestTooLarge", 429: "RateLimitError"}.get(status, "InternalServerError")
+
+
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+def reason(status: int) -> str:
+    """Reason phrase; a dict lookup, as HTTPStatus(status) costs a few us per reply."""
+    return _REASONS.get(status, "Unknown")
+
+
+def n_chunks(n_tokens: int, tokens_per_chunk: int) -> int:
+    return -(-n_tokens // tokens_per_chunk)
+
+
+def content_due(n_content: int, ttft_s: float, itl_s: float) -> list[float]:
+    """Due offsets of the content events: ttft, ttft+itl, ... (never accumulated)."""
+    return [ttft_s + i * itl_s for i in range(n_content)]
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("request body must be a JSON object")
+    return obj
+
+
+def output_length(max_tokens: Any, cfg_tokens: int) -> tuple[int, str]:
+    """Tokens to generate and the finish reason: "length" when the client's
+    max_tokens is what stopped us, "stop" when the mock's own length did."""
+    if max_tokens is None:
+        return cfg_tokens, "stop"
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise BadRequest(f"max_tokens must be a positive integer, got {max_tokens!r}")
+    if max_tokens <= cfg_tokens:
+        return max_tokens, "length"
+    return cfg_tokens, "stop"

@@ -1,0 +1,119 @@
+"""MockServer: routing, the listening socket, and the serve-until-signalled loop."""
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from typing import Callable
+
+from . import dashscope_api, openai_api
+from .config import MockConfig
+from .faults import FaultPolicy, policy_for
+from .http import HttpConnection, Request
+from .plan import BadRequest, ResponsePlan, json_plan, openai_error
+from .truth import ServerStats, TruthLog, TruthRecord
+
+Handler = Callable[["MockServer", Request, "TruthRecord | None"], ResponsePlan]
+
+
+def _chat(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
+    return openai_api.completion(r, s.config, rec, chat=True)
+
+
+def _completions(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
+    return openai_api.completion(r, s.config, rec, chat=False)
+
+
+def _models(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
+    return openai_api.models(r, s.config, s.stats.started)
+
+
+def _dashscope(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
+    return dashscope_api.generation(r, s.config, rec)
+
+
+def _health(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
+    return ResponsePlan(200, "text/plain", [b""], [0.0])
+
+
+def _truth(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
+    clear = "clear=1" in r.query.split("&")
+    return json_plan(200, s.truth.snapshot(clear=clear))
+
+
+def _stats(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
+    return json_plan(200, s.stats.to_dict())
+
+
+ROUTES: dict[str, dict[str, Handler]] = {
+    "/v1/chat/completions": {"POST": _chat},
+    "/v1/completions": {"POST": _completions},
+    dashscope_api.PATH: {"POST": _dashscope},
+    "/v1/models": {"GET": _models},
+    "/health": {"GET": _health},
+    "/truth": {"GET": _truth},
+    "/stats": {"GET": _stats},
+}
+
+
+class MockServer:
+    def __init__(self, config: MockConfig, faults: FaultPolicy | None = None) -> None:
+        self.config = config
+        self.faults = faults or policy_for(config)
+        self.truth = TruthLog(enabled=config.record_truth)
+        self.stats = ServerStats(started=time.time())
+        self.loop = asyncio.get_running_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self.host = config.host
+        self.port = config.port
+
+    async def start(self) -> None:
+        self._server = await self.loop.create_server(
+            lambda: HttpConnection(self), self.config.host, self.config.port,
+            backlog=4096, reuse_address=True)
+        self.host, self.port = self._server.sockets[0].getsockname()[:2]
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    def respond(self, req: Request, rec: TruthRecord | None) -> ResponsePlan:
+        """The plan for one request: route, build, then let the fault policy shape it."""
+        methods = ROUTES.get(req.path)
+        if methods is None:
+            plan = openai_error(404, f"no route for {req.method} {req.path}")
+        elif req.method not in methods:
+            plan = openai_error(405, f"{req.path} accepts {', '.join(methods)}")
+        else:
+            try:
+                plan = methods[req.method](self, req, rec)
+            except BadRequest as e:
+                plan = openai_error(400, str(e), "BadRequestError")
+        return self.faults.shape(req, plan)
+
+
+async def serve(config: MockConfig, ready: Callable[[MockServer], None] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; then stop listening, write the truth file, return 0."""
+    server = MockServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        server.loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready(server)
+    await stop.wait()
+    server.close()
+    if config.truth_file:
+        try:
+            server.truth.write_file(config.truth_file)
+        except OSError as e:
+            print(f"servebench mock: cannot write truth file {config.truth_file}: {e}",
+                  file=sys.stderr)
+            return 1
+    return 0
