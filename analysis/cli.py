@@ -1,0 +1,153 @@
+"""`python -m engine report` and `python -m engine compare`.
+
+Both return an exit status instead of exiting: 0 done, 2 for a path or input
+that cannot be used (one line on stderr, no traceback unless --debug).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+import traceback
+from typing import Callable, Sequence
+
+from engine.store import DB_NAME
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
+    try:
+        return parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:  # --help (0) or a usage error (2, already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+
+
+def _guard(args: argparse.Namespace, prog: str, body: Callable[[], int]) -> int:
+    from analysis.loader import ReportError
+
+    try:
+        return body()
+    except (ReportError, ValueError, OSError, sqlite3.DatabaseError) as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def find_databases(path: str) -> list[str]:
+    """A database file, a run folder (holding benchmark_data.db), or a sweep
+    folder with run folders below it, each holding one."""
+    from analysis.loader import ReportError
+    from analysis.report import _natural
+
+    if not os.path.exists(path):
+        raise ReportError(f"{path}: no such file or folder")
+    if os.path.isfile(path):
+        return [path]
+    own = os.path.join(path, DB_NAME)
+    if os.path.isfile(own):
+        return [own]
+    found = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        if DB_NAME in files:
+            found.append(os.path.join(root, DB_NAME))
+    if not found:
+        raise ReportError(f"{path}: no {DB_NAME} in this folder or below it")
+    return sorted(found, key=_natural)
+
+
+def report_main(argv: Sequence[str] | None = None) -> int:
+    """python -m engine report PATH [--out DIR] [--slo ...] [--no-plots]"""
+    parser = argparse.ArgumentParser(
+        prog="python -m engine report",
+        description="Rebuild the reports of a run or a sweep from its database(s) alone: "
+                    "benchmark_summary.json, benchmark_percentile.json/.csv and PNG plots per run, "
+                    "and one self-contained report.html.")
+    parser.add_argument("path", help=f"a {DB_NAME}, a run folder, or a sweep folder of run folders")
+    parser.add_argument("--out", metavar="DIR",
+                        help="write here instead of next to each database (a sweep keeps its layout below DIR)")
+    parser.add_argument("--slo", metavar="SPEC", help="e.g. ttft=200ms,tpot=50ms,latency=10s: adds Goodput")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (faster)")
+    parser.add_argument("--quiet", action="store_true", help="do not print the tables")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    prog = "report"
+
+    def body() -> int:
+        from analysis.metrics import parse_slo
+        from analysis.report import (REPORT_HTML, analyse, console_report, order_results, run_files,
+                                     sweep_outputs, write_files)
+
+        try:
+            slo = parse_slo(args.slo) if args.slo else None
+        except ValueError as exc:
+            raise ValueError(f"--slo: {exc}") from None
+        dbs = find_databases(args.path)
+        if len(dbs) == 1:
+            root_out = args.out or os.path.dirname(os.path.abspath(dbs[0]))
+        else:
+            root_out = args.out or args.path
+        results = []
+        for db in dbs:
+            if args.out and len(dbs) > 1:
+                rel = os.path.relpath(os.path.dirname(os.path.abspath(db)), os.path.abspath(args.path))
+                out = os.path.normpath(os.path.join(args.out, rel))
+            else:
+                out = root_out if len(dbs) == 1 else os.path.dirname(os.path.abspath(db))
+            result = analyse(db, slo, plots=not args.no_plots)
+            write_files(out, run_files(result))
+            if not args.quiet:
+                print(console_report(result), flush=True)
+                print(f"wrote the reports of {result.name} to {out}", file=sys.stderr)
+            results.append(result)
+        written = write_files(root_out, sweep_outputs(order_results(results), plots=not args.no_plots))
+        print(f"report: {written[REPORT_HTML]}", file=sys.stderr)
+        return 0
+
+    return _guard(args, prog, body)
+
+
+def compare_main(argv: Sequence[str] | None = None) -> int:
+    """python -m engine compare PATH_A PATH_B [--resamples N] [--seed S]"""
+    parser = argparse.ArgumentParser(
+        prog="python -m engine compare",
+        description="Compare two runs side by side: means, p50 and p99 of TTFT, TPOT, ITL and latency with "
+                    "the relative change and a bootstrap 95%% confidence interval of the p50/p99 difference "
+                    "(B − A), and the throughputs.")
+    parser.add_argument("path_a", metavar="PATH_A", help=f"run A: a {DB_NAME} or its run folder")
+    parser.add_argument("path_b", metavar="PATH_B", help="run B, compared against A")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+
+    def body() -> int:
+        from analysis.compare import compare_runs, format_comparison
+        from analysis.loader import ReportError, load
+
+        if args.resamples < 100:
+            raise ValueError("--resamples: give at least 100")
+        frames = []
+        for path in (args.path_a, args.path_b):
+            dbs = find_databases(path)
+            if len(dbs) != 1:
+                raise ReportError(f"{path}: a sweep of {len(dbs)} runs; give one run's folder or database")
+            frames.append(load(dbs[0], decode_requests=False, lists=False))
+        rows = compare_runs(frames[0], frames[1], n_resamples=args.resamples, seed=args.seed)
+        print(format_comparison(rows, f"{frames[0].name} ({frames[0].path})",
+                                f"{frames[1].name} ({frames[1].path})", args.resamples, args.seed))
+        return 0
+
+    return _guard(args, "compare", body)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(report_main(sys.argv[1:]))

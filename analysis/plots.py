@@ -1,0 +1,433 @@
+"""Plots: each `plot_*(ax, data)` draws on an Axes it is given and writes nothing.
+
+Figures are built with `matplotlib.figure.Figure` directly, never through
+pyplot: no GUI backend is ever chosen or needed (a headless machine, a
+worker without a display and a Jupyter session are all fine), no global
+state is touched and a figure is freed as soon as it is dropped.  PNG bytes
+come from the Agg renderer (`figure_png`); the report module is the one
+place that writes files.
+"""
+from __future__ import annotations
+
+import io
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+
+from analysis.loader import Frames
+from analysis.metrics import metric_samples, nearest_rank
+
+BLUE, ORANGE, GREEN, RED, GREY, PURPLE = "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#7f7f7f", "#9467bd"
+MARKERS = (("50%", "p50", GREEN), ("90%", "p90", ORANGE), ("99%", "p99", RED))
+DPI = 110
+MAX_SCATTER = 50_000
+
+
+def _style(ax: Axes, title: str, xlabel: str, ylabel: str, pad: float = 6) -> None:
+    ax.set_title(title, fontsize=12, loc="left", pad=pad)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3, linewidth=0.6)
+    for side in ("top",):
+        ax.spines[side].set_visible(False)
+
+
+def _no_data(ax: Axes, title: str, xlabel: str, ylabel: str, why: str = "no data") -> None:
+    _style(ax, title, xlabel, ylabel)
+    ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color=GREY, fontsize=12)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _count(value: float, _pos: Any = None) -> str:
+    """Axis counts without matplotlib's detached "1e6" offset text."""
+    v = abs(value)
+    if v >= 1e6:
+        return f"{value / 1e6:g}M"
+    if v >= 1e4:
+        return f"{value / 1e3:g}k"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:g}"
+
+
+def _fmt(value: float) -> str:
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    digits = max(0, 2 - int(math.floor(math.log10(abs(value)))))
+    return f"{value:,.{min(digits, 4)}f}"
+
+
+def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, ylabel: str = "requests",
+                      unit: str = "") -> None:
+    """Histogram (left axis) with the CDF (right axis) and p50/p90/p99 markers.
+
+    A wide spread (max/min > 50) gets logarithmic bins and axis, so a long
+    tail does not squash the body into one bar; otherwise, a few outliers
+    far beyond p99.9 are cut off and counted in the title."""
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    if not finite.all():
+        values = values[finite]
+    if values.size == 0:
+        _no_data(ax, title, xlabel, ylabel)
+        return
+    lo, hi = float(values.min()), float(values.max())
+    p50, p90, p99, p999 = nearest_rank(values, ["50%", "90%", "99%", "99.9%"])
+    log = lo > 0 and hi / lo > 50
+    upper = hi
+    if not log and hi > lo and hi - lo > 3 * max(p99 - lo, 1e-12) and p999 < hi:
+        upper = p999 + (p999 - lo) * 0.02
+    if upper <= lo:
+        lo, upper = lo - 0.5, lo + 0.5
+    # One pass of a fine, uniform histogram (numpy's fast path; on log10 of the
+    # values for a log axis) gives both the bars (60 bins) and the CDF.
+    bins, sub = 60, 16
+    if log:
+        lo_t, up_t = math.log10(lo), math.log10(upper)
+        fine_counts, _ = np.histogram(np.log10(values), bins=bins * sub, range=(lo_t, up_t))
+        fine_edges = 10.0 ** np.linspace(lo_t, up_t, bins * sub + 1)
+    else:
+        fine_counts, fine_edges = np.histogram(values, bins=bins * sub, range=(lo, upper))
+    counts = fine_counts.reshape(bins, sub).sum(axis=1)
+    edges = fine_edges[::sub]
+    hist = ax.stairs(counts, edges, fill=True, color=BLUE, alpha=0.55, label=f"{ylabel} per bin")
+    cdf = np.r_[0.0, np.cumsum(fine_counts)] / values.size
+    twin = ax.twinx()
+    (cdf_line,) = twin.plot(fine_edges, cdf, color=PURPLE, linewidth=1.6, label="cumulative share")
+    twin.set_ylim(0, 1.02)
+    twin.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    twin.set_ylabel("cumulative share", color=PURPLE)
+    twin.tick_params(axis="y", colors=PURPLE)
+    twin.spines["top"].set_visible(False)
+    handles = [hist, cdf_line]
+    for label, name, color in MARKERS:
+        x = {"50%": p50, "90%": p90, "99%": p99}[label]
+        handles.append(ax.axvline(x, color=color, linestyle="--", linewidth=1.4,
+                                  label=f"{name} = {_fmt(x)}{(' ' + unit) if unit else ''}"))
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+        ax.set_xlim(lo / 1.05, upper * 1.05)
+    else:
+        ax.set_xlim(lo - (upper - lo) * 0.01, upper + (upper - lo) * 0.01)
+    extra = ", log scale" if log else ""
+    beyond = int((values > upper).sum())
+    if beyond:
+        extra += f"; {beyond:,} above {_fmt(upper)} (max {_fmt(hi)}) not shown"
+    _style(ax, f"{title}  (n={values.size:,}{extra})", xlabel, ylabel, pad=24)
+    ax.set_ylim(0, max(counts.max(), 1) * 1.05)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_formatter(FuncFormatter(_count))
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=len(handles), fontsize=8.5,
+              frameon=False, borderaxespad=0.2, handlelength=1.6, columnspacing=1.2)
+
+
+def plot_latency_distribution(ax: Axes, frames: Frames) -> None:
+    plot_distribution(ax, metric_samples(frames)["Latency (s)"], "End-to-end latency", "latency (s)", unit="s")
+
+
+def plot_ttft_distribution(ax: Axes, frames: Frames) -> None:
+    plot_distribution(ax, metric_samples(frames)["TTFT (ms)"], "Time to first token", "TTFT (ms)", unit="ms")
+
+
+def plot_tpot_distribution(ax: Axes, frames: Frames) -> None:
+    plot_distribution(ax, metric_samples(frames)["TPOT (ms)"],
+                      "Time per output token, (latency − TTFT)/(tokens − 1)", "TPOT (ms)",
+                      unit="ms")
+
+
+def plot_itl_distribution(ax: Axes, frames: Frames) -> None:
+    plot_distribution(ax, metric_samples(frames)["ITL (ms)"], "Inter-token latency (gaps between output events)",
+                      "ITL (ms)", ylabel="gaps", unit="ms")
+
+
+# -- timeline ---------------------------------------------------------------
+
+def _times(frames: Frames) -> tuple[np.ndarray, np.ndarray, float]:
+    req = frames.requests
+    start = req["start_time"].to_numpy(dtype=float)
+    end = req["completed_time"].to_numpy(dtype=float)
+    end = np.where(np.isnan(end), start + req["latency"].to_numpy(dtype=float), end)
+    t0 = float(np.nanmin(start)) if np.isfinite(start).any() else 0.0
+    return start - t0, end - t0, t0
+
+
+def _bin_width(span: float) -> float:
+    """1 s bins, wider ones for long runs so a plot has at most ~600 bars."""
+    return max(1.0, math.ceil(span / 600.0))
+
+
+def _shade_warmup(ax: Axes, frames: Frames, start: np.ndarray, end: np.ndarray) -> None:
+    warm = frames.requests["is_warmup"].to_numpy() != 0
+    if warm.any() and np.isfinite(end[warm]).any():
+        ax.axvspan(np.nanmin(start[warm]), np.nanmax(end[warm]), color=GREY, alpha=0.12, label="warm-up")
+
+
+def plot_in_flight(ax: Axes, frames: Frames) -> None:
+    """Requests in flight (sent, not yet finished) over the run."""
+    title, xl, yl = "Requests in flight", "time since first send (s)", "requests"
+    start, end, _ = _times(frames)
+    ok = np.isfinite(start) & np.isfinite(end)
+    if not ok.any():
+        _no_data(ax, title, xl, yl)
+        return
+    t = np.concatenate([start[ok], end[ok]])
+    step = np.concatenate([np.ones(ok.sum()), -np.ones(ok.sum())])
+    order = np.lexsort((step, t))  # at a tie, a finish before a start
+    level = np.cumsum(step[order])
+    ax.step(np.r_[0.0, t[order]], np.r_[0.0, level], where="post", color=BLUE, linewidth=1.2)
+    ax.fill_between(np.r_[0.0, t[order]], np.r_[0.0, level], step="post", color=BLUE, alpha=0.15)
+    _shade_warmup(ax, frames, start, end)
+    parallel = (frames.run.get("args") or {}).get("parallel")
+    if isinstance(parallel, (int, float)) and parallel > 0:
+        ax.axhline(parallel, color=GREY, linestyle=":", linewidth=1.2, label=f"--parallel {parallel:g}")
+    _style(ax, title, xl, yl)
+    if ax.get_legend_handles_labels()[0]:  # beside the title, never over the curve
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, frameon=False,
+                  borderaxespad=0.1)
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plot_output_rate(ax: Axes, frames: Frames) -> None:
+    """Output tokens per second over the run (successful requests, each
+    request's tokens spread evenly over its output events)."""
+    start, end, _ = _times(frames)
+    span = float(np.nanmax(end)) if np.isfinite(end).any() else 0.0
+    width = _bin_width(span)
+    title = "Output throughput" + (f" ({width:g}-second bins)" if width > 1 else " (per second)")
+    xl, yl = "time since first send (s)", "output tokens/s"
+    req = frames.requests
+    ev = frames.events
+    success = req["success"].to_numpy() == 1
+    tokens = np.nan_to_num(req["completion_tokens"].to_numpy(dtype=float))
+    idx = ev["request"].to_numpy()
+    n_events = np.bincount(idx, minlength=len(req))
+    per_event = np.where((n_events > 0) & success, tokens / np.maximum(n_events, 1), 0.0)
+    if np.all(idx[1:] >= idx[:-1]):  # grouped by request, as loaded
+        t = np.repeat(start, n_events) + ev["offset_s"].to_numpy()
+        weights = np.repeat(per_event, n_events)
+    else:
+        t = start[idx] + ev["offset_s"].to_numpy()
+        weights = per_event[idx]
+    # tokens of successful replies without any output event land at completion
+    lone = success & (n_events == 0) & (tokens > 0)
+    nbins = max(1, int(math.ceil((span + 1e-9) / width)))
+    edges = np.arange(nbins + 1) * width
+    sums = np.zeros(nbins)
+    if t.size:
+        sums += np.histogram(t, bins=nbins, range=(0, nbins * width), weights=weights)[0]
+    if lone.any():
+        sums += np.histogram(end[lone], bins=nbins, range=(0, nbins * width), weights=tokens[lone])[0]
+    del t, weights
+    if sums.sum() == 0:
+        _no_data(ax, title, xl, yl)
+        return
+    ax.stairs(sums / width, edges, fill=True, color=GREEN, alpha=0.5)
+    _shade_warmup(ax, frames, start, end)
+    _style(ax, title, xl, yl)
+    ax.yaxis.set_major_formatter(FuncFormatter(_count))
+
+
+def plot_error_rate(ax: Axes, frames: Frames) -> None:
+    """Failed requests per second, at the time each failure happened."""
+    start, end, _ = _times(frames)
+    span = float(np.nanmax(end)) if np.isfinite(end).any() else 0.0
+    width = _bin_width(span)
+    title = "Errors" + (f" ({width:g}-second bins)" if width > 1 else " per second")
+    xl, yl = "time since first send (s)", "failed requests/s"
+    failed = frames.requests["success"].to_numpy() != 1
+    t = end[failed]
+    t = t[np.isfinite(t)]
+    nbins = max(1, int(math.ceil((span + 1e-9) / width)))
+    edges = np.arange(nbins + 1) * width
+    counts = np.bincount(np.clip((t // width).astype(np.int64), 0, nbins - 1), minlength=nbins)
+    ax.stairs(counts / width, edges, fill=True, color=RED, alpha=0.6)
+    _style(ax, f"{title} — {t.size:,} failed in total", xl, yl)
+    if t.size == 0:
+        ax.text(0.5, 0.5, "no errors", transform=ax.transAxes, ha="center", va="center", color=GREY)
+        ax.set_ylim(0, 1)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=width == 1))
+
+
+def plot_ttft_vs_prompt(ax: Axes, frames: Frames) -> None:
+    """TTFT against prompt tokens, one point per successful request, with the
+    median TTFT per prompt-length bin."""
+    title, xl, yl = "TTFT against prompt length", "prompt tokens", "TTFT (ms)"
+    req = frames.requests.loc[frames.ok_mask()]
+    streamed = req["is_stream"].to_numpy() == 1
+    if streamed.any():
+        req = req.loc[streamed]
+    x = req["prompt_tokens"].to_numpy(dtype=float)
+    y = req["ttft_ms"].to_numpy(dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if x.size == 0:
+        _no_data(ax, title, xl, yl)
+        return
+    note = ""
+    if x.size > MAX_SCATTER:
+        pick = np.random.default_rng(0).choice(x.size, MAX_SCATTER, replace=False)
+        xs, ys = x[pick], y[pick]
+        note = f"; {MAX_SCATTER:,} random ones shown"
+    else:
+        xs, ys = x, y
+    ax.scatter(xs, ys, s=6, alpha=0.35, color=BLUE, edgecolors="none", rasterized=True, label="request")
+    if np.unique(x).size >= 3:
+        qs = np.unique(np.quantile(x, np.linspace(0, 1, 21)))
+        if qs.size >= 2:
+            which = np.clip(np.searchsorted(qs, x, side="right") - 1, 0, qs.size - 2)
+            mids, meds = [], []
+            for b in range(qs.size - 1):
+                sel = which == b
+                if sel.any():
+                    mids.append(float(np.median(x[sel])))
+                    meds.append(float(np.median(y[sel])))
+            ax.plot(mids, meds, color=RED, linewidth=2, marker="o", markersize=3, label="median per bin")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    _style(ax, f"{title} ({x.size:,} requests{note})", xl, yl)
+    ax.set_ylim(bottom=0)
+
+
+# -- sweep --------------------------------------------------------------------
+
+def sweep_axis(sweep: pd.DataFrame) -> tuple[str, str]:
+    """(column, label) of the load variable: the request rate when runs differ
+    in it, else the concurrency."""
+    rates = pd.to_numeric(sweep.get("Request Rate (req/s)"), errors="coerce")
+    if rates is not None and (rates > 0).any() and rates.nunique(dropna=True) > 1:
+        return "Request Rate (req/s)", "request rate (req/s)"
+    return "Concurrency", "concurrency (requests in flight)"
+
+
+def _load_label(row: pd.Series, column: str) -> str:
+    value = row.get(column)
+    if column == "Concurrency":
+        return f"c={value}" if value is not None and value == value else row.get("Run", "")
+    return f"r={value:g}" if isinstance(value, (int, float)) and value > 0 else "r=INF"
+
+
+def plot_throughput_vs_load(ax: Axes, sweep: pd.DataFrame) -> None:
+    """Output tokens/s (left) and requests/s (right) against concurrency or rate."""
+    column, label = sweep_axis(sweep)
+    title = f"Throughput against {label.split(' (')[0]}"
+    data = sweep.copy()
+    data["_x"] = pd.to_numeric(data[column], errors="coerce")
+    data = data.dropna(subset=["_x"]).sort_values("_x")
+    if data.empty:
+        _no_data(ax, title, label, "output tokens/s")
+        return
+    ax.plot(data["_x"], data["Output Throughput (tok/s)"], color=GREEN, marker="o", linewidth=2,
+            label="output tok/s (left)")
+    twin = ax.twinx()
+    twin.plot(data["_x"], data["Req Throughput (req/s)"], color=BLUE, marker="s", linestyle="--",
+              linewidth=1.5, label="requests/s (right)")
+    twin.set_ylabel("requests/s", color=BLUE)
+    twin.tick_params(axis="y", colors=BLUE)
+    twin.set_ylim(bottom=0)
+    twin.spines["top"].set_visible(False)
+    if data["_x"].min() > 0 and data["_x"].max() / data["_x"].min() >= 8:
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xticks(list(data["_x"]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    _style(ax, title, label, "output tokens/s")
+    ax.set_ylim(bottom=0)
+    lines = ax.get_legend_handles_labels()
+    lines2 = twin.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=8, frameon=False)
+
+
+def _latency_vs_throughput(ax: Axes, sweep: pd.DataFrame, metric: str) -> None:
+    column, _ = sweep_axis(sweep)
+    title = f"{metric} against output throughput (one point per run)"
+    xl, yl = "output throughput (tokens/s)", f"{metric} (ms)"
+    data = sweep.dropna(subset=["Output Throughput (tok/s)"]).sort_values("Output Throughput (tok/s)")
+    if data.empty or data[[f"P50 {metric} (ms)", f"P99 {metric} (ms)"]].isna().all().all():
+        _no_data(ax, title, xl, yl)
+        return
+    x = data["Output Throughput (tok/s)"].to_numpy(dtype=float)
+    for pct, color, style in (("P50", BLUE, "-"), ("P99", RED, "--")):
+        y = pd.to_numeric(data[f"{pct} {metric} (ms)"], errors="coerce").to_numpy(dtype=float)
+        ax.plot(x, y, color=color, linestyle=style, marker="o", linewidth=2, label=f"{pct.lower()} {metric}")
+    for (_, row), xi in zip(data.iterrows(), x):
+        yi = row.get(f"P99 {metric} (ms)")
+        if yi is not None and yi == yi:
+            ax.annotate(_load_label(row, column), (xi, yi), textcoords="offset points", xytext=(-6, 8),
+                        ha="right", fontsize=8, color="#333333",
+                        bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85))
+    _style(ax, title, xl, yl)
+    ax.margins(x=0.06, y=0.12)
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+
+
+def plot_ttft_vs_throughput(ax: Axes, sweep: pd.DataFrame) -> None:
+    """Latency–throughput curve: p50/p99 TTFT against output tokens/s, one point per run."""
+    _latency_vs_throughput(ax, sweep, "TTFT")
+
+
+def plot_tpot_vs_throughput(ax: Axes, sweep: pd.DataFrame) -> None:
+    """Latency–throughput curve: p50/p99 TPOT against output tokens/s, one point per run."""
+    _latency_vs_throughput(ax, sweep, "TPOT")
+
+
+# -- figures -------------------------------------------------------------------
+
+def _single(draw: Callable[[Axes, Any], None], data: Any, size: tuple[float, float] = (8.5, 4.6)) -> Figure:
+    fig = Figure(figsize=size, layout="constrained")
+    draw(fig.add_subplot(), data)
+    return fig
+
+
+def run_figures(frames: Frames) -> dict[str, Figure]:
+    """One run's figures by file stem (nothing written)."""
+    figs = {
+        "latency_distribution": _single(plot_latency_distribution, frames),
+        "ttft_distribution": _single(plot_ttft_distribution, frames),
+        "tpot_distribution": _single(plot_tpot_distribution, frames),
+        "itl_distribution": _single(plot_itl_distribution, frames),
+    }
+    fig = Figure(figsize=(10, 8), layout="constrained")
+    axes = fig.subplots(3, 1, sharex=True)
+    plot_in_flight(axes[0], frames)
+    plot_output_rate(axes[1], frames)
+    plot_error_rate(axes[2], frames)
+    for ax in axes[:2]:
+        ax.set_xlabel("")
+        ax.tick_params(labelbottom=True)
+    fig.suptitle(f"Timeline of run {frames.name}", fontsize=13)
+    figs["timeline"] = fig
+    figs["ttft_vs_prompt"] = _single(plot_ttft_vs_prompt, frames, (8.5, 5))
+    return figs
+
+
+def sweep_figures(sweep: pd.DataFrame) -> dict[str, Figure]:
+    """A sweep's figures (one row of `sweep` per run), by file stem."""
+    return {
+        "sweep_throughput": _single(plot_throughput_vs_load, sweep),
+        "sweep_ttft_vs_throughput": _single(plot_ttft_vs_throughput, sweep),
+        "sweep_tpot_vs_throughput": _single(plot_tpot_vs_throughput, sweep),
+    }
+
+
+def figure_png(fig: Figure) -> bytes:
+    """Render a figure to PNG bytes with Agg."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def render_pngs(figs: dict[str, Figure]) -> dict[str, bytes]:
+    out = {}
+    for name, fig in figs.items():
+        out[name] = figure_png(fig)
+        fig.clear()
+    return out
