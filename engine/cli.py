@@ -108,7 +108,7 @@ def _sweep(runs, extra) -> int:
         _report(result.db_path, extra)
         if code:
             break
-    if len(db_paths) > 1:
+    if len(db_paths) > 1 and extra.plots:
         from analysis import write_sweep_report
 
         html = write_sweep_report(db_paths, sweep_dir, slo=extra.slo)
@@ -126,7 +126,7 @@ def _sweep(runs, extra) -> int:
 def _report(db_path: str, extra) -> None:
     from analysis import write_run_report
 
-    write_run_report(db_path, slo=extra.slo, plots=True, console=True)
+    write_run_report(db_path, slo=extra.slo, plots=extra.plots, console=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

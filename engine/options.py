@@ -26,6 +26,7 @@ class Extra:
     plugin_modules: tuple[str, ...] = ()
     slo: dict | None = None
     max_error_rate: float | None = None
+    plots: bool = True
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--name", help="name of the result folder (default: the model)")
     o.add_argument("--no-timestamp", action="store_true", help="no timestamp folder level")
     o.add_argument("--slo", help="goodput SLOs, e.g. ttft=200ms,tpot=50ms,latency=10s")
+    o.add_argument("--no-plots", action="store_true", help="write tables and JSON only (no PNG/HTML)")
     o.add_argument("--max-error-rate", type=SHARE, help="exit 1 when a larger share of requests failed")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -155,7 +157,7 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra]:
         name=ns.name, no_timestamp=ns.no_timestamp, debug=ns.debug,
     )
     runs = [base.replace(parallel=p, number=n, rate=r) for p, n, r in zip(parallel, number, rate)]
-    return runs, Extra(tuple(ns.plugin_module), slo, ns.max_error_rate)
+    return runs, Extra(tuple(ns.plugin_module), slo, ns.max_error_rate, not ns.no_plots)
 
 
 def _sweep_lists(ns) -> tuple[list, list, list]:

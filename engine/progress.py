@@ -10,14 +10,11 @@ from tqdm import tqdm
 
 class Progress:
     def __init__(self, label: str, total: int | None, enabled: bool = True):
-        self.sent = self.done = self.failed = self.output_tokens = 0
+        self.done = self.failed = self.output_tokens = self.in_flight = 0
         self._t0 = time.monotonic()
         self._bar = tqdm(total=total, desc=label, unit="req", file=sys.stderr, disable=not enabled,
                          dynamic_ncols=True, mininterval=0.5, smoothing=0.1,
                          bar_format="{desc} {n_fmt}/{total_fmt} |{bar:20}| {elapsed}<{remaining} {postfix}")
-
-    def on_sent(self, n: int = 1) -> None:
-        self.sent += n
 
     def on_done(self, success: bool, output_tokens: int | None) -> None:
         self.done += 1
@@ -28,10 +25,12 @@ class Progress:
         if self.done % 16 == 0:
             self.refresh()
 
-    def refresh(self) -> None:
+    def refresh(self, in_flight: int | None = None) -> None:
+        if in_flight is not None:
+            self.in_flight = in_flight
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         self._bar.set_postfix_str(
-            f"failed {self.failed} | in flight {self.sent - self.done} | "
+            f"sent {self.done + self.in_flight} | failed {self.failed} | in flight {self.in_flight} | "
             f"{self.done / elapsed:.1f} req/s | {self.output_tokens / elapsed:.0f} tok/s", refresh=False)
 
     def close(self) -> None:

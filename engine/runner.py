@@ -153,7 +153,6 @@ class _Run:
                     with self.lock:
                         self.pending.pop(job.seq, None)
                     return
-                self.progress.on_sent()
         except BaseException as exc:  # reported by the collector in the main thread
             self.feed_error = exc
         finally:
@@ -262,7 +261,7 @@ def _collect(run: _Run, pool: WorkerPool, stats: list[WorkerStats]) -> None:
             stats.append(message)
         if time.monotonic() - last_check >= 0.25:
             last_check = time.monotonic()
-            run.progress.refresh()
+            run.progress.refresh(in_flight=len(pool.in_flight()))
             for worker, seqs in pool.reap_dead():
                 run.fail(seqs, f"worker died: {worker}")
         if run.feed_error is not None:

@@ -16,7 +16,10 @@ from time import perf_counter
 
 import requests
 import sseclient
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
+from requests.adapters import HTTPAdapter
 
 from engine.records import Job, RequestRecord, Target
 
@@ -49,6 +52,70 @@ class StampedSource:
 
     def close(self) -> None:  # sseclient's interface
         pass
+
+
+class _OneWrite:
+    """Headers and body in one send().  urllib3 writes them separately; on
+    loopback each write costs a wake-up of the server, and the server cannot
+    start before the second, so one write takes that delay out of TTFT."""
+
+    _holding = False
+    _held: bytes | None = None
+
+    def endheaders(self, message_body=None, *, encode_chunked=False):
+        self._holding = True  # http.client sends the header block from here
+        try:
+            super().endheaders(message_body, encode_chunked=encode_chunked)
+        finally:
+            self._holding = False
+
+    def send(self, data):
+        if self._holding and isinstance(data, bytes):
+            self._held = data
+            return
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        super().send(data)
+
+    def getresponse(self):
+        if self._held is not None:  # a request without a body
+            data, self._held = self._held, None
+            super().send(data)
+        return super().getresponse()
+
+
+class _HTTPConnection(_OneWrite, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_OneWrite, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def make_session() -> requests.Session:
+    """One per worker thread: one keep-alive connection, no retries (they
+    would distort the measurement), no proxy or netrc lookups from the
+    environment (requests reads os.environ on every send otherwise)."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = _Adapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def describe_error(exc: BaseException, target: Target) -> str:

@@ -16,8 +16,6 @@ import signal
 import threading
 import time
 
-import requests
-
 from engine import transport
 from engine.records import Job, RequestRecord, Target, WorkerStats
 
@@ -51,11 +49,7 @@ def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots,
 
 
 def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str) -> None:
-    session = requests.Session()
-    session.trust_env = False  # no proxy or netrc surprises between the client and the server
-    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    session = transport.make_session()
     while True:
         try:
             job: Job | None = jobs.get()
