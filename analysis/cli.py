@@ -27,7 +27,7 @@ def _guard(args: argparse.Namespace, prog: str, body: Callable[[], int]) -> int:
 
     try:
         return body()
-    except (ReportError, ValueError, OSError, sqlite3.DatabaseError) as exc:
+    except (ReportError, OSError, sqlite3.DatabaseError) as exc:
         if getattr(args, "debug", False):
             traceback.print_exc()
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -35,6 +35,12 @@ def _guard(args: argparse.Namespace, prog: str, body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of ours: still one line, the traceback on request
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"{prog}: internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 def find_databases(path: str) -> list[str]:
@@ -80,6 +86,7 @@ def report_main(argv: Sequence[str] | None = None) -> int:
     prog = "report"
 
     def body() -> int:
+        from analysis.loader import ReportError
         from analysis.metrics import parse_slo
         from analysis.report import (REPORT_HTML, analyse, console_report, order_results, run_files,
                                      sweep_outputs, write_files)
@@ -87,7 +94,7 @@ def report_main(argv: Sequence[str] | None = None) -> int:
         try:
             slo = parse_slo(args.slo) if args.slo else None
         except ValueError as exc:
-            raise ValueError(f"--slo: {exc}") from None
+            raise ReportError(f"--slo: {exc}") from None
         dbs = find_databases(args.path)
         if len(dbs) == 1:
             root_out = args.out or os.path.dirname(os.path.abspath(dbs[0]))
@@ -134,7 +141,7 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         from analysis.loader import ReportError, load
 
         if args.resamples < 100:
-            raise ValueError("--resamples: give at least 100")
+            raise ReportError("--resamples: give at least 100")
         frames = []
         for path in (args.path_a, args.path_b):
             dbs = find_databases(path)

@@ -112,5 +112,5 @@ def format_comparison(rows: Sequence[dict[str, Any]], a: str, b: str, n_resample
         table.append((label, num(r["A"]), num(r["B"]), "-" if math.isnan(change) else f"{change:+.1f}%", ci, verdict))
     head = [f"A: {a}", f"B: {b}", f"bootstrap: {n_resamples} resamples, seed {seed}; 95% CI of B − A "
             "for p50/p99, significant when it excludes 0"]
-    return "\n".join(head + [format_table(["Metric", "A", "B", "Change", "95% CI of B − A", ""], table,
+    return "\n".join(head + [format_table(["Metric", "A", "B", "Change", "95% CI of B − A", "Verdict"], table,
                                           align="lrrrrl")])

@@ -188,6 +188,16 @@ def _decode_messages(text: Any) -> list[str] | None:
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in value]
 
 
+def _batches(cur: sqlite3.Cursor):
+    """`fetchmany` batches.  (Reading on a helper thread to overlap I/O with
+    decoding was tried: slower, as building the rows needs the GIL.)"""
+    while True:
+        batch = cur.fetchmany(_BATCH)
+        if not batch:
+            return
+        yield batch
+
+
 def _json_list(text: Any) -> list:
     """A JSON list cell -> list (NULL or empty text -> [])."""
     if text is None or text == "":
@@ -231,10 +241,7 @@ def _read_results(con: sqlite3.Connection, db: str, decode_messages: bool, decod
     rows: list[list] = []
     parts: list[np.ndarray] = []  # event offsets, one array per batch
     lengths: list[int] = []
-    while True:
-        batch = cur.fetchmany(_BATCH)
-        if not batch:
-            break
+    for batch in _batches(cur):
         batch_rows, batch_raw, times = [], [], []
         for raw in batch:
             row = list(raw)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -82,8 +83,10 @@ def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, yla
     upper = hi
     if not log and hi > lo and hi - lo > 3 * max(p99 - lo, 1e-12) and p999 < hi:
         upper = p999 + (p999 - lo) * 0.02
-    if upper <= lo:
-        lo, upper = lo - 0.5, lo + 0.5
+    if upper - lo <= max(abs(lo), 1.0) * 1e-9:  # (nearly) one value: give the bars some width
+        half = abs(lo) * 0.05 or 0.5
+        lo, upper = lo - half, lo + half
+        log = False
     # One pass of a fine, uniform histogram (numpy's fast path; on log10 of the
     # values for a log axis) gives both the bars (60 bins) and the CDF.
     bins, sub = 60, 16
@@ -380,9 +383,20 @@ def plot_tpot_vs_throughput(ax: Axes, sweep: pd.DataFrame) -> None:
 
 # -- figures -------------------------------------------------------------------
 
+def _safely(draw: Callable[[Axes, Any], None], ax: Axes, data: Any) -> None:
+    """A plot that fails says so on its axes (and in a warning) instead of
+    costing the whole report its JSON and tables."""
+    try:
+        draw(ax, data)
+    except Exception as exc:  # noqa: BLE001 - reported, not hidden
+        warnings.warn(f"plot {draw.__name__} failed: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+        ax.clear()
+        _no_data(ax, draw.__name__, "", "", why=f"plot failed: {type(exc).__name__}: {exc}"[:120])
+
+
 def _single(draw: Callable[[Axes, Any], None], data: Any, size: tuple[float, float] = (8.5, 4.6)) -> Figure:
     fig = Figure(figsize=size, layout="constrained")
-    draw(fig.add_subplot(), data)
+    _safely(draw, fig.add_subplot(), data)
     return fig
 
 
@@ -396,9 +410,8 @@ def run_figures(frames: Frames) -> dict[str, Figure]:
     }
     fig = Figure(figsize=(10, 8), layout="constrained")
     axes = fig.subplots(3, 1, sharex=True)
-    plot_in_flight(axes[0], frames)
-    plot_output_rate(axes[1], frames)
-    plot_error_rate(axes[2], frames)
+    for ax, draw in zip(axes, (plot_in_flight, plot_output_rate, plot_error_rate)):
+        _safely(draw, ax, frames)
     for ax in axes[:2]:
         ax.set_xlabel("")
         ax.tick_params(labelbottom=True)

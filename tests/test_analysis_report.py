@@ -147,3 +147,18 @@ def test_report_help_and_usage_errors(capsys):
     assert report_main(["--help"]) == 0
     assert "--slo" in capsys.readouterr().out
     assert report_main([]) == 2  # argparse's usage error
+
+
+def test_degenerate_runs_still_report(tmp_path, recwarn):
+    """No rows at all; one success with identical gaps plus a row whose worker died (no latency)."""
+    empty = write_db(str(tmp_path / "empty"), [])
+    odd = write_db(str(tmp_path / "odd"), [req(0, latency=1.0, ttft=0.1, completion=5),
+                                           req(1, success=0, latency=None, error="worker died", status=None)])
+    for db in (empty, odd):
+        summary = analysis.write_run_report(db, plots=True, console=False)
+        folder = os.path.dirname(db)
+        for name in RUN_FILES + PNGS:
+            assert os.path.getsize(os.path.join(folder, name)) > 0, (db, name)
+    assert summary["Failed Requests"] == 1 and summary["Errors"] == {"worker died": 1}
+    assert summary["Test Duration (s)"] == 1.0
+    assert not [w for w in recwarn if "plot" in str(w.message)]
