@@ -1,0 +1,62 @@
+"""Bad input: one line naming the fix, exit code 2, no traceback."""
+import pytest
+
+from conftest import find_dbs, run_engine
+
+BAD = [
+    (["--parallel", "0"], "--parallel"),
+    (["--parallel", "x"], "--parallel"),
+    (["--number", "-3"], "--number"),
+    (["--rate", "0"], "--rate"),
+    (["--top-p", "1.5"], "--top-p"),
+    (["--temperature", "-1"], "--temperature"),
+    (["--read-timeout", "nan"], "--read-timeout"),
+    (["--url", "localhost:8000"], "--url"),
+    (["--url", "http://127.0.0.1:9/v1/chat/completions", "--parallel", "1", "2", "3", "--number", "1", "2"],
+     "--number has 2 values"),
+    (["--extra-args", "{not json"], "--extra-args"),
+    (["--extra-args", "[1, 2]"], "--extra-args must be a JSON object"),
+    (["--headers", "novalue"], "--headers"),
+    (["--api", "opnai", "--url", "http://127.0.0.1:9/v1/chat/completions"], "unknown --api 'opnai'; available: "),
+    (["--dataset", "nope", "--url", "http://127.0.0.1:9/v1/chat/completions"], "unknown --dataset 'nope'"),
+    (["--dataset", "line_by_line", "--url", "http://127.0.0.1:9/v1/chat/completions"], "--dataset-path"),
+    (["--dataset-path", "/no/such/file.txt", "--url", "http://127.0.0.1:9/v1/chat/completions"],
+     "'/no/such/file.txt' not found"),
+    (["--min-prompt-length", "50", "--max-prompt-length", "10"], "--min-prompt-length"),
+    (["--no-such-flag"], "unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize("argv,expected", BAD, ids=[" ".join(a)[:40] for a, _ in BAD])
+def test_bad_input_is_one_line_and_exit_2(argv, expected, tmp_path):
+    proc = run_engine(*argv, "--outputs-dir", tmp_path / "out", check=False, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("servebench: error: ") and expected in lines[0]
+    assert "Traceback" not in proc.stderr
+    # nothing is left behind by a run that never started
+    assert find_dbs(tmp_path) == []
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = run_engine("--api", "opnai", "--url", "http://127.0.0.1:9/v1/chat/completions", "--debug",
+                      check=False, timeout=60)
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+def test_help_explains_flags():
+    out = run_engine("--help").stdout
+    for flag in ("--url", "--parallel", "--number", "--rate", "--burstiness", "--workers", "--dataset-path",
+                 "--max-tokens", "--no-stream", "--extra-args", "--warmup-num", "--duration", "--outputs-dir"):
+        assert flag in out
+
+
+def test_a_run_never_overwrites_a_database(tmp_path, mock):
+    args = ["--url", mock.chat_url, "--number", 2, "--outputs-dir", tmp_path, "--no-timestamp", "--name", "same"]
+    run_engine(*args)
+    (db,) = find_dbs(tmp_path)
+    before = open(db, "rb").read()
+    proc = run_engine(*args, check=False)
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    assert open(db, "rb").read() == before
