@@ -180,10 +180,12 @@ def error_counts(frames: Frames) -> dict[str, int]:
     failed = req.loc[frames.measured_mask() & (req["success"].to_numpy() != 1)]
     if failed.empty:
         return {}
-    reasons = [normalize_error(e, s) for e, s in zip(failed["error"], failed["status_code"])]
-    counts = pd.Series(reasons).value_counts(sort=False)
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return {k: int(v) for k, v in ordered}
+    counts: dict[str, int] = {}
+    pairs = pd.DataFrame({"e": failed["error"].astype(object), "s": failed["status_code"].astype(object)})
+    for (error, status), n in pairs.value_counts(dropna=False, sort=False).items():
+        reason = normalize_error(error, status)  # once per distinct message, not per row
+        counts[reason] = counts.get(reason, 0) + int(n)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 # -- SLO / goodput -------------------------------------------------------------

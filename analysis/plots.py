@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from analysis.loader import load, resolve_db
-from analysis.metrics import (PERCENTILE_LABELS, RATE_UNLIMITED, TPOT_DEFINITIONS, _check_slo, percentiles,
+from analysis.metrics import (RATE_UNLIMITED, TPOT_DEFINITIONS, _check_slo, percentiles,
                               summary, summary_row)
 
 SUMMARY_JSON = "benchmark_summary.json"
