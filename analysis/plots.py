@@ -160,9 +160,30 @@ def _times(frames: Frames) -> tuple[np.ndarray, np.ndarray, float]:
     return start - t0, end - t0, t0
 
 
+def _nice_ceil(x: float) -> float:
+    """The smallest of ..., 0.01, 0.02, 0.05, 0.1, ..., 1, 2, 5, 10, ... that is >= x."""
+    if x <= 0:
+        return 1.0
+    exp = math.floor(math.log10(x))
+    for step in (1, 2, 5, 10):
+        value = step * 10.0 ** exp
+        if value >= x * (1 - 1e-9):
+            return float(f"{value:.12g}")
+    return 10.0 ** (exp + 1)
+
+
 def _bin_width(span: float) -> float:
-    """1 s bins, wider ones for long runs so a plot has at most ~600 bars."""
-    return max(1.0, math.ceil(span / 600.0))
+    """Per-second bins, as a rate plot is read; a short run gets finer bins
+    (about 150 of them), a long one wider bins (at most about 600)."""
+    if span < 150:
+        return max(_nice_ceil(span / 150.0), 0.001)
+    return _nice_ceil(span / 600.0) if span > 600 else 1.0
+
+
+def _bins_text(width: float) -> str:
+    if width == 1:
+        return " per second"
+    return f" ({width * 1000:g} ms bins)" if width < 1 else f" ({width:g}-second bins)"
 
 
 def _shade_warmup(ax: Axes, frames: Frames, start: np.ndarray, end: np.ndarray) -> None:
@@ -203,7 +224,7 @@ def plot_output_rate(ax: Axes, frames: Frames) -> None:
     start, end, _ = _times(frames)
     span = float(np.nanmax(end)) if np.isfinite(end).any() else 0.0
     width = _bin_width(span)
-    title = "Output throughput" + (f" ({width:g}-second bins)" if width > 1 else " (per second)")
+    title = "Output throughput" + _bins_text(width)
     xl, yl = "time since first send (s)", "output tokens/s"
     req = frames.requests
     ev = frames.events
@@ -242,7 +263,7 @@ def plot_error_rate(ax: Axes, frames: Frames) -> None:
     start, end, _ = _times(frames)
     span = float(np.nanmax(end)) if np.isfinite(end).any() else 0.0
     width = _bin_width(span)
-    title = "Errors" + (f" ({width:g}-second bins)" if width > 1 else " per second")
+    title = "Errors" + _bins_text(width)
     xl, yl = "time since first send (s)", "failed requests/s"
     failed = frames.requests["success"].to_numpy() != 1
     t = end[failed]
@@ -255,7 +276,9 @@ def plot_error_rate(ax: Axes, frames: Frames) -> None:
     if t.size == 0:
         ax.text(0.5, 0.5, "no errors", transform=ax.transAxes, ha="center", va="center", color=GREY)
         ax.set_ylim(0, 1)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=width == 1))
+        ax.set_yticks([0, 1])
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=width >= 1))
 
 
 def plot_ttft_vs_prompt(ax: Axes, frames: Frames) -> None:
