@@ -11,15 +11,17 @@ Errors the user can fix print one line and exit 2; tracebacks only with --debug.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import traceback
 
-from engine.errors import UsageError
+from engine.errors import Terminated, UsageError
 
 SUBCOMMANDS = ("mock", "plugins", "report", "compare")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"servebench: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("servebench: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
     except Exception as e:  # our bug or the environment's: one line unless --debug
         if debug:
             traceback.print_exc()
@@ -84,9 +86,18 @@ def _run(argv: list[str]) -> int:
         return _sweep(runs, extra)
 
 
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def _sweep(runs, extra) -> int:
     from engine.runner import Interrupted, run_one
 
+    # SIGTERM stops a run the way Ctrl-C does: keep and report what was
+    # measured.  SIGINT is set explicitly because a shell starts background
+    # jobs with it ignored, and `kill -INT` should still stop a run cleanly.
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     first = runs[0]
     label = (first.name or first.model or "run").replace("/", "_").replace(os.sep, "_")
     stamp = "" if first.no_timestamp else time.strftime("%Y%m%d_%H%M%S")
@@ -101,7 +112,7 @@ def _sweep(runs, extra) -> int:
             result = run_one(args, label=label)
         except Interrupted as stop:
             result = stop.result
-            code = EXIT_INTERRUPTED
+            code = EXIT_TERMINATED if stop.terminated else EXIT_INTERRUPTED
         db_paths.append(result.db_path)
         failed += result.failed
         total += result.requests

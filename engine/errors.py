@@ -19,3 +19,7 @@ class DatasetError(UsageError):
 
 class PluginError(UsageError):
     """A plugin is unknown, failed to import, or failed to construct."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (stop, keep what was measured), exit 143."""

@@ -28,6 +28,9 @@ class Progress:
     def refresh(self, in_flight: int | None = None) -> None:
         if in_flight is not None:
             self.in_flight = in_flight
+        # the slots are read a moment before the records are: cap at what is left
+        if self._bar.total:
+            self.in_flight = max(0, min(self.in_flight, self._bar.total - self.done))
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         self._bar.set_postfix_str(
             f"sent {self.done + self.in_flight} | failed {self.failed} | in flight {self.in_flight} | "

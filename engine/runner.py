@@ -18,7 +18,7 @@ from typing import Iterator
 
 from engine.arguments import Arguments
 from engine.derive import to_row
-from engine.errors import DatasetError, UsageError
+from engine.errors import DatasetError, Terminated, UsageError
 from engine.pool import WorkerPool
 from engine.progress import Progress
 from engine.records import Job, RequestRecord, Target, WorkerStats
@@ -44,9 +44,10 @@ class RunResult:
 class Interrupted(Exception):
     """Raised out of run_one after the run was stopped and saved."""
 
-    def __init__(self, result: RunResult):
+    def __init__(self, result: RunResult, terminated: bool = False):
         super().__init__(result.status)
         self.result = result
+        self.terminated = terminated  # SIGTERM rather than Ctrl-C
 
 
 def run_folder(args: Arguments) -> str:
@@ -190,6 +191,13 @@ class _Run:
                                       latency_s=None, status_code=None, error=reason, transport_failed=True,
                                       is_stream=self.args.stream))
 
+    def drop_unsent(self, in_flight: list[int]) -> None:
+        """After a stop: jobs still queued were never sent, so they get no row."""
+        sending = set(in_flight)
+        with self.lock:
+            for seq in [s for s in self.pending if s not in sending]:
+                del self.pending[seq]
+
     def finished(self) -> bool:
         with self.lock:
             return self.feeding_done.is_set() and not self.pending
@@ -223,15 +231,19 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> Run
     pool = WorkerPool(target, args.parallel, args.workers, queue_ahead=args.parallel + 8)
     stats: list[WorkerStats] = []
     status = "completed"
+    terminated = False
     try:
         feeder = threading.Thread(target=run.feed, args=(pool, jobs), name="servebench-feeder", daemon=True)
         feeder.start()
         _collect(run, pool, stats)
         feeder.join()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         status = "interrupted"
+        terminated = isinstance(stop, Terminated)
         _stop(run, pool, stats, grace_s=args.grace)
     finally:
+        if status != "completed":
+            run.drop_unsent(pool.in_flight())
         pool.terminate()
         with run.lock:
             left = list(run.pending)
@@ -243,7 +255,7 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> Run
         raise run.feed_error
     result = RunResult(db_path, status, run.rows, run.failed)
     if status != "completed":
-        raise Interrupted(result)
+        raise Interrupted(result, terminated)
     return result
 
 

@@ -115,7 +115,8 @@ class ResultStore:
 
     def close(self) -> None:
         self.flush()
-        # Fold the WAL back so the database is one self-contained file that
-        # can be copied alone to another machine.
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # Leave WAL mode once the run is over: the database is then one
+        # self-contained file that can be copied alone to another machine,
+        # and readers opening it read-only leave no -wal/-shm files behind.
+        self._conn.execute("PRAGMA journal_mode=DELETE")
         self._conn.close()
