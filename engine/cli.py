@@ -119,7 +119,7 @@ def _sweep(runs, extra) -> int:
         _report(result.db_path, extra)
         if code:
             break
-    if len(db_paths) > 1 and extra.plots:
+    if db_paths and extra.plots:
         from analysis import write_sweep_report
 
         html = write_sweep_report(db_paths, sweep_dir, slo=extra.slo)

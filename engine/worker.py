@@ -20,6 +20,7 @@ from engine import transport
 from engine.records import Job, RequestRecord, Target, WorkerStats
 
 IDLE = -1  # slot value: this thread has no request in flight
+PARENT_CHECK_S = 1.0  # how often an idle thread checks that the coordinator lives
 
 
 def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots, slot_base: int) -> None:
@@ -33,14 +34,18 @@ def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots,
     gc.collect()
     gc.freeze()
     name = f"w{index}"
+    parent = os.getppid()
     wall0, cpu0 = time.monotonic(), time.process_time()
     threads = [threading.Thread(target=_thread_loop, name=f"{name}-t{t}", daemon=True,
-                                args=(target, jobs, results, slots, slot_base + t, name))
+                                args=(target, jobs, results, slots, slot_base + t, name, parent))
                for t in range(n_threads)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if os.getppid() != parent:  # orphaned: nobody will read what is left in the pipe
+        results.cancel_join_thread()
+        return
     usage = resource.getrusage(resource.RUSAGE_SELF)
     results.put(WorkerStats(worker=name, cpu_s=time.process_time() - cpu0, wall_s=time.monotonic() - wall0,
                             peak_rss_mb=usage.ru_maxrss / 1024.0, extra={"pid": os.getpid(), "threads": n_threads}))
@@ -48,11 +53,15 @@ def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots,
     results.join_thread()
 
 
-def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str) -> None:
+def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str, parent: int) -> None:
     session = transport.make_session()
     while True:
         try:
-            job: Job | None = jobs.get()
+            job: Job | None = jobs.get(timeout=PARENT_CHECK_S)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return  # the coordinator was killed: do not linger as an orphan
+            continue
         except (EOFError, OSError):
             return  # the coordinator has gone
         if job is None:
