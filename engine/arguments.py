@@ -26,6 +26,7 @@ class Arguments:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
     insecure: bool = False
+    retries: int = 0  # extra attempts after a transport failure, 429 or 5xx
     # load
     parallel: int = 1
     number: int | None = None

@@ -75,6 +75,7 @@ def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str,
         "is_warmup": int(is_warmup),
         "worker": record.worker,
         "event_times": json.dumps(list(record.event_offsets_s)),
+        "attempt": record.attempt,
     }
 
 

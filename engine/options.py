@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--read-timeout", type=POS_FLOAT, default=600.0,
                    help="seconds without data before a request fails (default 600)")
     t.add_argument("--insecure", action="store_true", help="accept a TLS certificate that does not verify")
+    t.add_argument("--retries", type=NONNEG_INT, default=0,
+                   help="retry a request after a connection failure, 429 or 5xx, up to N times, each attempt "
+                        "recorded (default 0: retries distort the measurement)")
     t.add_argument("--plugin-module", action="append", default=[], metavar="NAME_OR_FILE.py",
                    help="import a module whose @register_api/@register_dataset classes become available (repeatable)")
     l = p.add_argument_group("load")
@@ -148,6 +151,7 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra]:
     base = Arguments(
         url=ns.url or "", api=ns.api, model=ns.model, api_key=api_key or None, headers=headers,
         connect_timeout=ns.connect_timeout, read_timeout=ns.read_timeout, insecure=ns.insecure,
+        retries=ns.retries,
         burstiness=ns.burstiness, workers=ns.workers, warmup_num=ns.warmup_num, duration=ns.duration,
         grace=ns.grace, seed=ns.seed, dataset=dataset, dataset_path=ns.dataset_path, prompt=ns.prompt,
         query_template=ns.query_template, min_prompt_length=ns.min_prompt_length,

@@ -19,6 +19,7 @@ class Target:
     connect_timeout_s: float
     read_timeout_s: float
     verify_tls: bool = True
+    retries: int = 0  # extra attempts after a transport failure, 429 or 5xx
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,9 @@ class RequestRecord:
     transport_failed: bool = False
     is_stream: bool = True  # the reply was an event stream
     saw_done: bool = False  # the stream carried the `[DONE]` sentinel
+    retry_after_s: float | None = None  # the server's Retry-After, when it sent one
+    attempt: int = 0  # 0 for the first try; see --retries
+    final: bool = True  # False when another attempt of the same job follows
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ the run was interrupted, a failed row that says so.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import queue
@@ -16,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
-from engine.arguments import Arguments
+from engine.arguments import REDACTED, Arguments
 from engine.derive import to_row
 from engine.errors import DatasetError, Terminated, UsageError
 from engine.pool import WorkerPool
@@ -162,12 +163,16 @@ class _Run:
     # --- collector ---------------------------------------------------------
     def record(self, record: RequestRecord) -> None:
         with self.lock:
-            entry = self.pending.pop(record.seq, None)
+            entry = self.pending.pop(record.seq, None) if record.final else self.pending.get(record.seq)
         if entry is None:  # already accounted for (e.g. its worker was declared dead)
             return
         job, body, request_b64 = entry
+        if self.args.api_key:
+            record = _redact(record, self.args.api_key)
         row = to_row(record, body, request_b64, job.request_id, job.is_warmup, self.api, self.count_tokens)
         self.store.add(row)
+        if not record.final:  # an attempt that --retries will repeat: a row of its own, not a result
+            return
         self.rows += 1
         if not row["success"]:
             self.failed += 1
@@ -224,7 +229,7 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> Run
     headers.update(api.request_headers(args))
     target = Target(url=args.url, headers=tuple(headers.items()), stream=args.stream,
                     connect_timeout_s=args.connect_timeout, read_timeout_s=args.read_timeout,
-                    verify_tls=not args.insecure)
+                    verify_tls=not args.insecure, retries=args.retries)
     total = None if args.number is None else args.number + args.warmup_num
     progress = Progress(label or os.path.basename(folder), total, enabled=show_progress)
     run = _Run(args, api, tokenizer.count if tokenizer else None, store, progress)
@@ -317,6 +322,15 @@ def _stop(run: _Run, pool: WorkerPool, stats: list[WorkerStats], grace_s: float)
                 stats.append(message)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once
         pass
+
+
+def _redact(record: RequestRecord, secret: str) -> RequestRecord:
+    """A server may echo the key back ("invalid key sk-..."): it never
+    reaches the database."""
+    if secret in (record.error or "") or any(secret in e for e in record.events):
+        return dataclasses.replace(record, error=record.error and record.error.replace(secret, REDACTED),
+                                   events=tuple(e.replace(secret, REDACTED) for e in record.events))
+    return record
 
 
 def _stats_dict(s: WorkerStats) -> dict:

@@ -40,6 +40,7 @@ RESULT_COLUMNS = (
     # ours, after the contract's columns: arrival of every event (output or
     # not), seconds since send, so any metric can be re-derived offline
     ("event_times", "TEXT"),
+    ("attempt", "INTEGER"),  # 0, or the retry number with --retries
 )
 
 RUN_COLUMNS = (

@@ -179,6 +179,7 @@ def send(session: requests.Session, target: Target, job: Job, worker: str) -> Re
     error = None
     transport_failed = False
     is_sse = saw_done = False
+    retry_after = None
     source = None
     start_time = time.time()
     t0 = perf_counter()
@@ -188,6 +189,8 @@ def send(session: requests.Session, target: Target, job: Job, worker: str) -> Re
                                 timeout=(target.connect_timeout_s, target.read_timeout_s),
                                 verify=target.verify_tls)
         status = response.status_code
+        if status == 429 or status >= 500:
+            retry_after = _seconds(response.headers.get("Retry-After"))
         try:
             source = StampedSource(response.raw)
             is_sse = "text/event-stream" in response.headers.get("Content-Type", "")
@@ -216,4 +219,12 @@ def send(session: requests.Session, target: Target, job: Job, worker: str) -> Re
         seq=job.seq, worker=worker, scheduled_time=scheduled, start_time=start_time,
         latency_s=end - t0, status_code=status, events=tuple(events), event_offsets_s=tuple(offsets),
         error=error, transport_failed=transport_failed, is_stream=is_sse, saw_done=saw_done,
+        retry_after_s=retry_after,
     )
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:  # an HTTP date: not worth parsing for a benchmark
+        return None

@@ -8,6 +8,7 @@ matplotlib: they only move bytes and read clocks.
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import queue
@@ -21,6 +22,8 @@ from engine.records import Job, RequestRecord, Target, WorkerStats
 
 IDLE = -1  # slot value: this thread has no request in flight
 PARENT_CHECK_S = 1.0  # how often an idle thread checks that the coordinator lives
+RETRY_BACKOFF_S = 0.5  # first wait before a retry without Retry-After; doubles each time
+MAX_RETRY_WAIT_S = 30.0
 
 
 def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots, slot_base: int) -> None:
@@ -67,13 +70,29 @@ def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str, p
         if job is None:
             return
         slots[slot] = job.seq
-        try:
-            record = transport.send(session, target, job, worker)
-        except BaseException as exc:  # never lose a request to our own bug
-            record = RequestRecord(seq=job.seq, worker=worker, scheduled_time=job.scheduled_time or time.time(),
-                                   start_time=time.time(), latency_s=None, status_code=None,
-                                   error=f"client error: {type(exc).__name__}: {exc}"[:300],
-                                   transport_failed=True, is_stream=target.stream)
-        results.put(record)
+        for attempt in range(target.retries + 1):
+            record = _attempt(session, target, job, worker)
+            retry = attempt < target.retries and _retryable(record)
+            results.put(dataclasses.replace(record, attempt=attempt, final=not retry))
+            if not retry:
+                break
+            # A retry is a new request, sent now (after any Retry-After).
+            time.sleep(min(record.retry_after_s or RETRY_BACKOFF_S * 2 ** attempt, MAX_RETRY_WAIT_S))
+            job = dataclasses.replace(job, scheduled_time=None)
         slots[slot] = IDLE
+
+
+def _attempt(session, target: Target, job: Job, worker: str) -> RequestRecord:
+    try:
+        return transport.send(session, target, job, worker)
+    except BaseException as exc:  # never lose a request to our own bug
+        return RequestRecord(seq=job.seq, worker=worker, scheduled_time=job.scheduled_time or time.time(),
+                             start_time=time.time(), latency_s=None, status_code=None,
+                             error=f"client error: {type(exc).__name__}: {exc}"[:300],
+                             transport_failed=True, is_stream=target.stream)
+
+
+def _retryable(record: RequestRecord) -> bool:
+    status = record.status_code
+    return record.transport_failed or status == 429 or (status is not None and status >= 500)
 
