@@ -29,13 +29,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from engine.mock.launch import start_mock  # noqa: E402
+from scripts.benchlib import TreeSampler, cpu_model  # noqa: E402
 
 LOADS = {
     "a": dict(parallel=1, number=100, ttft_ms=50, itl_ms=10, tokens=64, stream=True),
@@ -54,35 +54,6 @@ def percentile(values, p):
         return float("nan")
     rank = max(1, -(-len(values) * p // 100))
     return values[int(rank) - 1]
-
-
-class TreeSampler(threading.Thread):
-    """Peak of the summed RSS of a process and all its descendants."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        import psutil
-
-        self.root = psutil.Process(pid)
-        self.peak_mb = 0.0
-        self.done = threading.Event()
-
-    def run(self):
-        import psutil
-
-        while not self.done.is_set():
-            try:
-                procs = [self.root] + self.root.children(recursive=True)
-                total = 0
-                for p in procs:
-                    try:
-                        total += p.memory_info().rss
-                    except psutil.Error:
-                        pass
-                self.peak_mb = max(self.peak_mb, total / 2**20)
-            except psutil.Error:
-                pass
-            self.done.wait(0.05)
 
 
 def run_client(cmd: list[str]) -> tuple[float, float, float]:
@@ -218,7 +189,7 @@ def main(argv=None) -> int:
             table.append((name, tool, median))
     print()
     print(f"# servebench fidelity ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-          f"{_cpu_model()}, Python {sys.version.split()[0]}); median of {ns.repeat}")
+          f"{cpu_model()}, Python {sys.version.split()[0]}); median of {ns.repeat}")
     print("| load | tool | " + " | ".join(title for _, title in COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
     for name, tool, m in table:
@@ -227,17 +198,6 @@ def main(argv=None) -> int:
     print(f"\nreproduce: python scripts/bench_fidelity.py --loads {','.join(names)} --repeat {ns.repeat}"
           + (f" --peer {ns.peer}" if ns.peer else ""))
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":
