@@ -58,6 +58,8 @@ class ApiPluginBase(ABC):
 
     def __init__(self, param: Arguments):
         self.param = param
+        # evalscope perf's base sets this too; plugins ported from it read it.
+        self.model_path = getattr(param, "tokenizer_path", None)
 
     @abstractmethod
     def build_request(self, messages: list[dict] | str, param: Arguments | None = None) -> dict | None:
@@ -108,6 +110,31 @@ class ApiPluginBase(ABC):
             parts.append(openai_event_text(load_json(payload)))
         return "".join(parts)
 
+    @staticmethod
+    def replace_values(input_json: Any, model: str, prompt: str) -> Any:
+        """Replace %m (model) and %p (prompt) in every string of a JSON-like
+        structure, in place (as evalscope perf's helper of the same name)."""
+        if isinstance(input_json, dict):
+            for key, value in input_json.items():
+                if isinstance(value, str):
+                    input_json[key] = value.replace("%m", model).replace("%p", prompt)
+                else:
+                    ApiPluginBase.replace_values(value, model, prompt)
+        elif isinstance(input_json, list):
+            for i, item in enumerate(input_json):
+                if isinstance(item, str):
+                    input_json[i] = item.replace("%m", model).replace("%p", prompt)
+                else:
+                    ApiPluginBase.replace_values(item, model, prompt)
+        elif isinstance(input_json, str):
+            return input_json.replace("%m", model).replace("%p", prompt)
+        return input_json
+
+
+#: evalscope perf's plugins may derive from DefaultApiPlugin, whose extra
+#: part is the HTTP client; here the worker owns the socket, so it is the base.
+DefaultApiPlugin = ApiPluginBase
+
 
 def openai_event_text(data: Any) -> str:
     """Text an OpenAI-shaped chunk or body carries (content + reasoning)."""
@@ -157,11 +184,27 @@ class DatasetPluginBase(ABC):
 
     # --- helpers -----------------------------------------------------------
 
-    def prompt_fits(self, text: str) -> bool:
-        """--min-prompt-length / --max-prompt-length, in characters unless
-        a tokenizer is configured (datasets that count tokens override)."""
+    def prompt_fits(self, text: str | list) -> bool:
+        """--min-prompt-length <= length <= --max-prompt-length, the length in
+        tokens when --tokenizer-path is given, else in characters.  `text`
+        may also be a list of chat messages (their text is measured)."""
         p = self.query_parameters
-        return p.min_prompt_length <= len(text) <= p.max_prompt_length
+        return p.min_prompt_length <= self.prompt_length(text) <= p.max_prompt_length
+
+    def prompt_length(self, text: str | list) -> int:
+        """Tokens of `text` with --tokenizer-path, else characters."""
+        if not isinstance(text, str):
+            text = messages_text(text)
+        tokenizer = self.load_tokenizer()
+        return tokenizer.count(text) if tokenizer is not None else len(text)
+
+    def load_tokenizer(self):
+        """The --tokenizer-path tokenizer (plugins.tokenizer.Tokenizer:
+        encode, decode, count, normal_ids), or None without the flag.
+        Loaded once per process and shared with the token counting."""
+        from plugins.tokenizer import load_tokenizer
+
+        return load_tokenizer(getattr(self.query_parameters, "tokenizer_path", None))
 
     @staticmethod
     def create_message(text: str, image_urls: list[str] | None = None, role: str = "user") -> dict:
@@ -171,30 +214,36 @@ class DatasetPluginBase(ABC):
         content += [{"type": "image_url", "image_url": {"url": url}} for url in image_urls]
         return {"role": role, "content": content}
 
-    def dataset_line_by_line(self, dataset: str | None) -> Iterator[str]:
-        """Non-empty lines of a text file, stripped."""
-        with _open_dataset(dataset, "a text file, one prompt per line") as f:
-            for line in f:
+    def dataset_line_by_line(self, dataset: str | None, what: str | None = None) -> Iterator[str]:
+        """Non-empty lines of a text file, stripped.  `what` describes the
+        expected file in error messages."""
+        what = what or "a text file, one prompt per line"
+        with _open_dataset(dataset, what) as f:
+            for line in _text_lines(f, dataset, what):
                 line = line.strip()
                 if line:
                     yield line
 
-    def dataset_json_list(self, dataset: str | None) -> Iterator[Any]:
-        """Items of a JSON list file, or the objects of a JSON-lines file."""
-        what = "a JSON list or a JSON-lines file"
+    def dataset_json_list(self, dataset: str | None, what: str | None = None) -> Iterator[Any]:
+        """Items of a JSON list file, or the objects of a JSON-lines file.
+        `what` describes the expected file in error messages."""
+        what = what or "a JSON list or a JSON-lines file"
         with _open_dataset(dataset, what) as f:
-            head = f.read(1)
-            while head and head.isspace():
+            try:
                 head = f.read(1)
-            if head == "[":
-                try:
-                    items = json.loads(head + f.read())
-                except ValueError as e:
-                    raise DatasetError(f"dataset file '{dataset}' is not valid JSON ({e}): expected {what}") from None
-                yield from items
-                return
-            f.seek(0)
-            for n, line in enumerate(f, 1):
+                while head and head.isspace():
+                    head = f.read(1)
+                if head == "[":
+                    try:
+                        items = json.loads(head + f.read())
+                    except ValueError as e:
+                        raise DatasetError(f"dataset file '{dataset}' is not valid JSON ({e}): expected {what}") from None
+                    yield from items
+                    return
+                f.seek(0)
+            except UnicodeDecodeError:
+                raise DatasetError(f"dataset file '{dataset}' is not UTF-8 text: expected {what}") from None
+            for n, line in enumerate(_text_lines(f, dataset, what), 1):
                 if line.strip():
                     try:
                         yield json.loads(line)
@@ -202,6 +251,43 @@ class DatasetPluginBase(ABC):
                         raise DatasetError(
                             f"dataset file '{dataset}' line {n} is not JSON: expected {what}"
                         ) from None
+
+    def dataset_folder(self, dataset: str | None, what: str) -> str:
+        """--dataset-path as an existing folder, or a DatasetError saying what
+        the folder must hold."""
+        if not dataset:
+            raise DatasetError(f"this dataset reads a local folder: pass --dataset-path with {what}")
+        if not os.path.isdir(dataset):
+            raise DatasetError(f"dataset folder '{dataset}' not found: --dataset-path must name {what}")
+        return dataset
+
+    @staticmethod
+    def dataset_format_error(dataset: str | None, where: str, problem: str, what: str) -> DatasetError:
+        """The error for a file that is there but not in the expected format:
+        `raise self.dataset_format_error(path, "line 3", "has no 'question'", what)`."""
+        return DatasetError(f"dataset file '{dataset}' {where} {problem}: expected {what}")
+
+
+def messages_text(item: Any) -> str:
+    """The text of a dataset item: a plain string, or the text parts of a
+    list of chat messages (images and other parts are not text)."""
+    if isinstance(item, str):
+        return item
+    parts = []
+    for message in item or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts += [c.get("text", "") for c in content if isinstance(c, dict) and isinstance(c.get("text"), str)]
+    return "\n".join(parts)
+
+
+def _text_lines(f, path: str | None, what: str) -> Iterator[str]:
+    try:
+        yield from f
+    except UnicodeDecodeError:
+        raise DatasetError(f"dataset file '{path}' is not UTF-8 text: expected {what}") from None
 
 
 def _open_dataset(path: str | None, what: str):

@@ -14,14 +14,16 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 from dataclasses import dataclass
 
 from stevedore import ExtensionManager
 
 from engine.arguments import Arguments
-from engine.errors import PluginError
-from plugins.base import API_REGISTRY, DATASET_REGISTRY, ApiPluginBase, DatasetPluginBase
+from engine.errors import PluginError, UsageError
+from plugins.base import (API_REGISTRY, DATASET_REGISTRY, ApiPluginBase, DatasetPluginBase,  # noqa: F401
+                          register_api, register_dataset)
 
 NAMESPACES = {"api": "servebench.api", "dataset": "servebench.datasets"}
 _BASES = {"api": ApiPluginBase, "dataset": DatasetPluginBase}
@@ -40,64 +42,106 @@ class PluginInfo:
     error: str | None = None  # why it cannot be used
 
 
-def _dist_of(entry_point) -> tuple[str, str]:
-    """(distribution, version) that declares an entry point.  stevedore's
+def _dists_of(entry_point) -> list[tuple[str, str]]:
+    """[(distribution, version)] that declare an entry point: stevedore's
     cached entry points do not carry their distribution, so ask
-    importlib.metadata which installed distribution declares it."""
+    importlib.metadata which installed distributions declare it."""
     dist = getattr(entry_point, "dist", None)
     if dist is not None:
-        return dist.metadata["Name"], dist.version
-    return _declared_by(entry_point.group).get((entry_point.name, entry_point.value), ("?", "?"))
+        return [(dist.metadata["Name"], dist.version)]
+    return _declared_by(entry_point.group).get((entry_point.name, entry_point.value), [("?", "?")])
+
+
+def _dist_of(entry_point) -> tuple[str, str]:
+    return _dists_of(entry_point)[0]
 
 
 @functools.lru_cache(maxsize=None)
-def _declared_by(group: str) -> dict[tuple[str, str], tuple[str, str]]:
-    index = {}
+def _declared_by(group: str) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    index: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    seen = set()
     for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] or "?"
+        key = _normal(name)
+        if key in seen:  # the same distribution found twice on sys.path: the first wins, as for imports
+            continue
+        seen.add(key)
         for ep in dist.entry_points:
             if ep.group == group:
-                index[(ep.name, ep.value)] = (dist.metadata["Name"], dist.version)
+                index.setdefault((ep.name, ep.value), []).append((name, dist.version))
     return index
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# (kind, name) -> (class, --plugin-module spec): classes that a module named
+# on the command line registered with the decorators.  Those win over an
+# entry point of the same name (loudly); classes that the decorators register
+# while stevedore imports a package's module never do.
+_FROM_PLUGIN_MODULES: dict[tuple[str, str], tuple[type, str]] = {}
+_WARNED: set[tuple[str, str]] = set()
 
 
 def discover(kind: str) -> dict[str, PluginInfo]:
     """Every plugin of a kind, usable or not, by name."""
-    found: dict[str, PluginInfo] = {}
-    failures: list[PluginInfo] = []
-    conflicts: dict[str, str] = {}
+    # name -> [(distribution key, entry point value, PluginInfo)], in the order found
+    claims: dict[str, list[tuple[str, str, PluginInfo]]] = {}
+
+    def claim(entry_point, info: PluginInfo) -> None:
+        claims.setdefault(entry_point.name, []).append((_normal(info.package), entry_point.value, info))
 
     def on_failure(_manager, entry_point, err):
         package, version = _dist_of(entry_point)
-        cause = f"{type(err).__name__}: {err}".splitlines()[0]
-        failures.append(PluginInfo(kind, entry_point.name, package, version, "", None,
-                                   f"failed to load ({cause})"))
+        cause = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        claim(entry_point, PluginInfo(kind, entry_point.name, package, version, "", None,
+                                      f"failed to load ({cause})"))
 
-    def on_conflict(_namespace, name, extensions):
-        packages = sorted({"%s %s" % _dist_of(ext.entry_point) for ext in extensions})
-        conflicts[name] = " and ".join(packages)
-        return extensions[0]
-
-    manager = ExtensionManager(NAMESPACES[kind], on_load_failure_callback=on_failure,
-                               conflict_resolver=on_conflict)
+    manager = ExtensionManager(NAMESPACES[kind], on_load_failure_callback=on_failure)
     for ext in manager.extensions:
         package, version = _dist_of(ext.entry_point)
         info = PluginInfo(kind, ext.name, package, version, _description(ext.plugin), ext.plugin)
         if not (isinstance(ext.plugin, type) and issubclass(ext.plugin, _BASES[kind])):
-            info = _broken(info, f"{ext.entry_point.value} is not a {_BASES[kind].__name__} subclass")
-        if ext.name in conflicts:
-            info = _broken(info, f"the name '{ext.name}' is claimed by two packages: {conflicts[ext.name]};"
-                                 " uninstall one of them")
-        found[ext.name] = info
-    for info in failures:
-        found.setdefault(info.name, info)
-    for name, cls in _DECORATED[kind].items():
-        module = getattr(cls, "__module__", "?")
-        if name in found and found[name].cls is not cls:
+            info = _broken(info, f"is not usable: {ext.entry_point.value} is not a {_BASES[kind].__name__} subclass")
+        claim(ext.entry_point, info)
+
+    found = {name: resolve(entries) for name, entries in claims.items()}
+    for (k, name), (cls, spec) in _FROM_PLUGIN_MODULES.items():
+        if k != kind:
+            continue
+        if name in found and found[name].cls is not cls and (kind, name) not in _WARNED:
             # The user named this module on the command line: it wins, loudly.
-            print(f"servebench: {kind} '{name}' from --plugin-module {module} overrides "
+            _WARNED.add((kind, name))
+            print(f"servebench: {kind} '{name}' from --plugin-module {spec} overrides "
                   f"the one from {found[name].package}", file=sys.stderr)
-        found[name] = PluginInfo(kind, name, f"module {module}", "-", _description(cls), cls)
+        found[name] = PluginInfo(kind, name, f"--plugin-module {spec}", "-", _description(cls), cls)
+    for name, cls in _DECORATED[kind].items():
+        # Registered by a decorator in a module a package's entry point
+        # imported (e.g. a ported evalscope plugin that also uses
+        # @register_api): usable under that name unless the name is taken.
+        if name not in found:
+            found[name] = PluginInfo(kind, name, f"module {getattr(cls, '__module__', '?')}", "-",
+                                     _description(cls), cls)
     return found
+
+
+def resolve(entries: list[tuple[str, str, PluginInfo]]) -> PluginInfo:
+    """The plugin for one name from its claims [(distribution key, entry
+    point value, info)].  The same distribution and value seen twice (an
+    editable install visible from a venv made with --system-site-packages,
+    a stale egg-info beside the source) is one plugin; two packages claiming
+    the name is an error that names both: never a silent override."""
+    unique: dict[tuple[str, str], PluginInfo] = {}
+    for dist_key, value, info in entries:
+        unique.setdefault((dist_key, value), info)
+    infos = list(unique.values())
+    if len(infos) == 1:
+        return infos[0]
+    packages = " and ".join(sorted({f"{i.package} {i.version}" for i in infos}))
+    first = next((i for i in infos if _normal(i.package) == OWN_PACKAGE), infos[0])
+    return _broken(first, f"is claimed by more than one package: {packages}; uninstall one of them "
+                          "or rename its entry point")
 
 
 def _broken(info: PluginInfo, error: str) -> PluginInfo:
@@ -111,47 +155,71 @@ def _description(cls) -> str:
 
 
 def get_class(kind: str, name: str) -> type:
+    return _get_info(kind, name)[0].cls
+
+
+def _get_info(kind: str, name: str) -> tuple[PluginInfo, list[str]]:
     plugins = discover(kind)
     usable = sorted(n for n, p in plugins.items() if p.cls is not None)
     flag = "--api" if kind == "api" else "--dataset"
     info = plugins.get(name)
     if info is None:
-        raise PluginError(f"unknown {flag} '{name}'; available: {', '.join(usable) or 'none'}")
+        raise PluginError(f"unknown {flag} '{name}'; available: {', '.join(usable) or 'none'}"
+                          " (see `servebench plugins`)")
     if info.cls is None:
-        raise PluginError(f"{flag} '{name}' from {info.package} {info.version} {info.error}; "
+        raise PluginError(f"{flag} '{name}' from {_origin(info)} {info.error}; "
                           f"available: {', '.join(usable) or 'none'}")
-    return info.cls
+    return info, usable
+
+
+def _origin(info: PluginInfo) -> str:
+    return info.package if info.version in ("", "-") else f"{info.package} {info.version}"
 
 
 def create(kind: str, name: str, param: Arguments):
     """An instance of the named plugin, constructed with the run's Arguments."""
-    cls = get_class(kind, name)
+    info, usable = _get_info(kind, name)
+    cls = info.cls
     try:
         return cls(param)
-    except PluginError:
+    except UsageError:  # the plugin's own message for the user (a missing flag, a bad file)
         raise
-    except Exception as err:  # a plugin's own bug: say whose, in one line
-        cause = f"{type(err).__name__}: {err}".splitlines()[0]
-        raise PluginError(f"{kind} plugin '{name}' ({cls.__module__}.{cls.__qualname__}) "
-                          f"failed to start: {cause}") from err
+    except Exception as err:  # a plugin's own bug or a missing requirement: say whose, in one line
+        cause = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        raise PluginError(f"{kind} plugin '{name}' ({cls.__module__}.{cls.__qualname__} from {_origin(info)}) "
+                          f"failed to start: {cause}; available: {', '.join(usable)}") from err
 
 
 def import_plugin_module(spec: str) -> None:
     """--plugin-module: an importable module name or a path to a .py file,
     whose decorated classes then join the registry."""
+    before = {kind: dict(reg) for kind, reg in _DECORATED.items()}
     try:
         if spec.endswith(".py") or os.sep in spec:
             if not os.path.isfile(spec):
                 raise PluginError(f"--plugin-module '{spec}' not found: give a .py file or a module name")
-            name = "servebench_user_" + os.path.splitext(os.path.basename(spec))[0]
+            name = "servebench_user_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(spec))[0])
             module_spec = importlib.util.spec_from_file_location(name, spec)
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[name] = module
-            module_spec.loader.exec_module(module)
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
         else:
             importlib.import_module(spec)
     except PluginError:
         raise
     except Exception as err:
-        cause = f"{type(err).__name__}: {err}".splitlines()[0]
+        cause = " ".join(f"{type(err).__name__}: {err}".split())[:300]
         raise PluginError(f"--plugin-module '{spec}' failed to import: {cause}") from err
+    registered = 0
+    for kind, reg in _DECORATED.items():
+        for name, cls in reg.items():
+            if before[kind].get(name) is not cls:
+                _FROM_PLUGIN_MODULES[(kind, name)] = (cls, spec)
+                registered += 1
+    if not registered:
+        print(f"servebench: --plugin-module {spec} registered no plugin (decorate a class with "
+              "@register_api('name') or @register_dataset('name'))", file=sys.stderr)

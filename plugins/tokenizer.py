@@ -1,41 +1,105 @@
 """Token counting from a local tokenizer (--tokenizer-path).
 
-Nothing is downloaded at run time: the path must be a local `tokenizer.json`
-(read with the `tokenizers` library) or a folder holding one.
+Nothing is downloaded at run time.  --tokenizer-path may be:
+
+* a `tokenizer.json` file, or a folder holding one: read with the
+  `tokenizers` library (a test extra, light, no model code);
+* a tokenizer folder without `tokenizer.json` (e.g. a sentencepiece
+  `tokenizer.model` with its `tokenizer_config.json`): read with
+  `transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)`
+  when `transformers` is importable.  servebench does not depend on it.
+
+A name that looks like a hub model id ("Qwen/Qwen2.5-7B") is an error that
+says to pass a local path: benchmarking must not depend on a download.
 """
 from __future__ import annotations
 
+import functools
 import os
+import re
 
 from engine.errors import UsageError
 
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
 
 class Tokenizer:
-    def __init__(self, backend):
+    """The few operations servebench needs, over either backend."""
+
+    def __init__(self, backend, kind: str = "tokenizers"):
         self._backend = backend
+        self.kind = kind  # "tokenizers" or "transformers"
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, without special tokens (BOS/EOS)."""
+        if self.kind == "transformers":
+            return list(self._backend.encode(text, add_special_tokens=False))
         return self._backend.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: list[int]) -> str:
-        return self._backend.decode(ids)
+        return self._backend.decode(list(ids))
 
     def count(self, text: str) -> int:
         return len(self.encode(text)) if text else 0
 
+    def normal_ids(self) -> list[int]:
+        """Ids of ordinary vocabulary tokens: no special or added tokens
+        (those decode to nothing, or to markup a server treats specially)."""
+        if self.kind == "transformers":
+            special = set(getattr(self._backend, "all_special_ids", ()) or ())
+            vocab = self._backend.get_vocab()
+            added = set(getattr(self._backend, "get_added_vocab", dict)().values())
+            return sorted(i for i in vocab.values() if i not in special and i not in added)
+        vocab = self._backend.get_vocab(with_added_tokens=False)
+        added = set(getattr(self._backend, "get_added_tokens_decoder", dict)())
+        return sorted(i for i in vocab.values() if i not in added)
+
 
 def load_tokenizer(path: str | None) -> Tokenizer | None:
+    """The tokenizer at a local path (None when no path is given).  Loaded
+    once per process and path: the dataset and the coordinator share it."""
     if not path:
         return None
-    file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
-    if not os.path.isfile(file):
-        raise UsageError(f"--tokenizer-path '{path}' is not a local tokenizer.json or a folder holding one "
-                         "(hub names are not downloaded: pass a local path)")
+    return _load(os.path.abspath(os.path.expanduser(path)), path)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(full: str, given: str) -> Tokenizer:
+    if os.path.isfile(full):
+        return _from_json(full, given)
+    if os.path.isdir(full):
+        file = os.path.join(full, "tokenizer.json")
+        if os.path.isfile(file):
+            return _from_json(file, given)
+        return _from_transformers(full, given)
+    if _HUB_NAME.match(given) and not given.endswith(".json"):
+        raise UsageError(f"--tokenizer-path '{given}' looks like a hub model name, and servebench never downloads: "
+                         "pass a local path (a tokenizer.json file or a tokenizer folder)")
+    raise UsageError(f"--tokenizer-path '{given}' not found: pass a local tokenizer.json file or a folder "
+                     "holding one (hub names are not downloaded)")
+
+
+def _from_json(file: str, given: str) -> Tokenizer:
     try:
         from tokenizers import Tokenizer as HFTokenizer
     except ImportError:
         raise UsageError("--tokenizer-path needs the 'tokenizers' package: pip install tokenizers") from None
     try:
-        return Tokenizer(HFTokenizer.from_file(file))
+        return Tokenizer(HFTokenizer.from_file(file), "tokenizers")
     except Exception as e:
-        raise UsageError(f"--tokenizer-path '{file}' could not be read as a tokenizer: {e}") from None
+        cause = " ".join(str(e).split())[:200]
+        raise UsageError(f"--tokenizer-path '{given}': {file} could not be read as a tokenizer.json ({cause})") from None
+
+
+def _from_transformers(folder: str, given: str) -> Tokenizer:
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise UsageError(f"--tokenizer-path '{given}' is a folder without tokenizer.json: add one, or "
+                         "pip install transformers to read other tokenizer formats") from None
+    try:
+        backend = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception as e:
+        cause = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+        raise UsageError(f"--tokenizer-path '{given}' could not be read by transformers ({cause})") from None
+    return Tokenizer(backend, "transformers")
