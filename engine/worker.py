@@ -57,7 +57,7 @@ def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots,
 
 
 def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str, parent: int) -> None:
-    session = transport.make_session()
+    sender = transport.Sender(target)
     while True:
         try:
             job: Job | None = jobs.get(timeout=PARENT_CHECK_S)
@@ -71,7 +71,7 @@ def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str, p
             return
         slots[slot] = job.seq
         for attempt in range(target.retries + 1):
-            record = _attempt(session, target, job, worker)
+            record = _attempt(sender, target, job, worker)
             retry = attempt < target.retries and _retryable(record)
             results.put(dataclasses.replace(record, attempt=attempt, final=not retry))
             if not retry:
@@ -82,9 +82,9 @@ def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str, p
         slots[slot] = IDLE
 
 
-def _attempt(session, target: Target, job: Job, worker: str) -> RequestRecord:
+def _attempt(sender: transport.Sender, target: Target, job: Job, worker: str) -> RequestRecord:
     try:
-        return transport.send(session, target, job, worker)
+        return sender.send(job, worker)
     except BaseException as exc:  # never lose a request to our own bug
         return RequestRecord(seq=job.seq, worker=worker, scheduled_time=job.scheduled_time or time.time(),
                              start_time=time.time(), latency_s=None, status_code=None,

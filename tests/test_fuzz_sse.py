@@ -5,7 +5,6 @@ import queue
 import socket
 import threading
 
-import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -75,8 +74,9 @@ def test_any_bytes_give_a_recorded_result(parts, chunked, status, content_type):
     SERVER.replies.put((head, body))
     target = Target(url=f"http://127.0.0.1:{SERVER.port}/v1/chat/completions", headers=(), stream=True,
                     connect_timeout_s=5, read_timeout_s=5)
-    with requests.Session() as session:
-        record = transport.send(session, target, Job(seq=0, request_id="r", payload=b"{}"), "w0")
+    sender = transport.Sender(target)
+    record = sender.send(Job(seq=0, request_id="r", payload=b"{}"), "w0")
+    sender.close()
     row = to_row(record, {}, "", "r", False, PLUGIN)
     assert row["success"] in (0, 1)
     if row["success"] == 0:

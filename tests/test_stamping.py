@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-import requests
 
 from engine import transport
 from engine.derive import to_row
@@ -74,8 +73,11 @@ def send(port, stream=True):
     target = Target(url=f"http://127.0.0.1:{port}/v1/chat/completions", headers=(), stream=stream,
                     connect_timeout_s=5, read_timeout_s=5)
     job = Job(seq=0, request_id="r0", payload=b"{}")
-    with requests.Session() as session:
-        return transport.send(session, target, job, "w0")
+    sender = transport.Sender(target)
+    try:
+        return sender.send(job, "w0")
+    finally:
+        sender.close()
 
 
 @pytest.mark.parametrize("framing", ["chunked", "close"])
