@@ -177,6 +177,22 @@ def test_random_end_to_end_sends_prompts_of_the_requested_lengths(tmp_path, mock
         assert 24 <= tok.count(content) <= 44
 
 
+def test_speed_benchmark_end_to_end_sends_plain_completions(tmp_path, mock):
+    # the mock counts one token per word: "the" repeated n times is n prompt tokens
+    out = tmp_path / "out"
+    run_engine("--url", mock.completions_url, "--dataset", "speed_benchmark", "--number", 4, "--parallel", 1,
+               "--workers", 1, "--max-tokens", 2, "--outputs-dir", out)
+    (db,) = find_dbs(out)
+    from test_plugins_api import decode
+
+    result = rows(db, "SELECT * FROM result ORDER BY start_time")
+    assert [r["prompt_tokens"] for r in result] == list(LENGTHS)
+    for row in result:
+        assert row["success"] == 1, row["error"]
+        body = decode(row["request"])
+        assert "messages" not in body and isinstance(body["prompt"], str)
+
+
 # --- one-line errors, exit 2, no traceback -------------------------------------
 
 def assert_one_line_error(proc, *fragments):
