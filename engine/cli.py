@@ -82,7 +82,8 @@ def _run(argv: list[str]) -> int:
     with start_mock() as mock:
         print(f"servebench: no --url given: benchmarking the built-in mock server at {mock.base_url}",
               file=sys.stderr)
-        runs = [r.replace(url=mock.chat_url, model=r.model or "mock-model") for r in runs]
+        runs = [r.replace(url=mock.dashscope_url if r.api == "dashscope" else mock.chat_url,
+                          model=r.model or "mock-model") for r in runs]
         return _sweep(runs, extra)
 
 
