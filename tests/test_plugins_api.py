@@ -272,14 +272,17 @@ def test_dashscope_end_to_end_records_ttft_chunks_and_tokens(tmp_path, slow_mock
             assert texts[-1] == "".join(texts[i] if i == 0 else texts[i][len(texts[i - 1]):]
                                         for i in range(len(texts)))
             assert all(b.startswith(a) and len(b) > len(a) for a, b in zip(texts, texts[1:]))
-        # one output event per token, timed as the server sent them
-        assert row["n_chunks"] == len(t["content_times"]) == TOKENS == len(chunk_times)
-        assert server_ttft <= row["first_chunk_latency"] < server_ttft + 0.05
+        # one output event per token (every event of the mock's stream carries
+        # new text), TTFT at the first of them, timed as the server sent them
+        assert row["n_chunks"] == len(t["content_times"]) == TOKENS == len(events)
+        assert chunk_times == json.loads(row["event_times"])
+        assert row["first_chunk_latency"] == chunk_times[0]
+        assert server_ttft <= row["first_chunk_latency"] < server_ttft + 0.15
         assert row["first_chunk_latency"] >= TTFT_MS / 1000 * 0.9
         server_gaps = [b - a for a, b in zip(t["content_times"], t["content_times"][1:])]
         client_gaps = [b - a for a, b in zip(chunk_times, chunk_times[1:])]
-        assert sum(client_gaps) == pytest.approx(sum(server_gaps), abs=0.03)
-        assert row["chunk_time"] == pytest.approx(ITL_MS / 1000, abs=0.008)
+        assert sum(client_gaps) == pytest.approx(sum(server_gaps), abs=0.05)
+        assert row["chunk_time"] == pytest.approx(ITL_MS / 1000, abs=0.01)
 
 
 # --- custom: the example API plugin runs against the mock ---------------------------
