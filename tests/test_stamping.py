@@ -98,7 +98,8 @@ def test_ttft_skips_role_only_and_empty_deltas():
     events = [b'data: {"choices":[{"delta":{"role":"assistant"}}]}\n\n',
               b'data: {"choices":[{"delta":{"content":""}}]}\n\n',
               b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n',
-              b'data: {"choices":[{"delta":{"content":" there"}}],'
+              # no [DONE]: this server ends with a finish_reason, and usage in the last chunk with choices
+              b'data: {"choices":[{"delta":{"content":" there"},"finish_reason":"stop"}],'
               b'"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n']
     port, thread, _ = serve_once("chunked", events)
     record = send(port)
@@ -113,6 +114,17 @@ def test_ttft_skips_role_only_and_empty_deltas():
     assert row["success"] == 1
     # usage inside the last chunk that also carries choices is found too
     assert json.loads(row["chunk_times"]) == pytest.approx(list(record.event_offsets_s[2:]))
+
+
+def test_a_stream_cut_before_it_says_why_it_stopped_is_a_failure():
+    events = [b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n',
+              b'data: {"choices":[{"delta":{"content":" the"}}]}\n\n']
+    port, thread, _ = serve_once("close", events, gap_s=0.01)
+    record = send(port)
+    thread.join(5)
+    row = to_row(record, {}, "", "r0", False, OpenaiPlugin(Arguments(url="http://x/v1/chat/completions")))
+    assert row["success"] == 0 and row["error"] == "stream ended without [DONE] or a finish_reason"
+    assert row["n_chunks"] == 2  # what arrived is kept
 
 
 def test_connection_refused_is_a_recorded_failure():

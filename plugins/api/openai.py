@@ -60,6 +60,18 @@ class OpenaiPlugin(ApiPluginBase):
                 return usage.get("prompt_tokens"), usage.get("completion_tokens")
         return None, None
 
+    def stream_incomplete(self, responses: list[str], saw_done: bool) -> str | None:
+        """Servers differ: some end without `[DONE]`, but every complete
+        stream says why it stopped.  Neither means the stream was cut."""
+        if saw_done:
+            return None
+        for payload in reversed(responses):
+            data = load_json(payload)
+            for choice in (data.get("choices") or ()) if isinstance(data, dict) else ():
+                if isinstance(choice, dict) and choice.get("finish_reason"):
+                    return None
+        return "stream ended without [DONE] or a finish_reason"
+
 
 def _as_prompt(messages: list[dict]) -> str:
     parts = []
