@@ -46,6 +46,7 @@ class Arguments:
     max_prompt_length: int = 131072
     prefix_length: int = 0
     tokenizer_path: str | None = None
+    apply_chat_template: bool = True  # read by datasets ported from evalscope perf
     # generation
     max_tokens: int | None = None
     min_tokens: int | None = None

@@ -18,11 +18,12 @@ def main(argv: list[str]) -> int:
     for kind, title in (("api", "API plugins (--api)"), ("dataset", "Dataset plugins (--dataset)")):
         print(title)
         plugins = registry.discover(kind)
+        origins = {name: f"{p.package} {p.version}".strip() for name, p in plugins.items()}
         width = max((len(n) for n in plugins), default=4)
+        origin_width = max((len(o) for o in origins.values()), default=8)
         for name in sorted(plugins):
             info = plugins[name]
-            origin = f"{info.package} {info.version}".strip()
             text = info.description if info.cls is not None else f"UNUSABLE: {info.error}"
-            print(f"  {name:<{width}}  {origin:<24}  {text}")
+            print(f"  {name:<{width}}  {origins[name]:<{origin_width}}  {text}")
         print()
     return 0
