@@ -24,6 +24,11 @@ from requests.adapters import HTTPAdapter
 from engine.records import Job, RequestRecord, Target
 
 READ_SIZE = 65536  # an upper bound only: read1 returns whatever has arrived
+MAX_RESPONSE_BYTES = 64 * 2**20  # no completion is this large: stop reading, keep what came
+
+
+class ResponseTooLarge(Exception):
+    pass
 ERROR_BODY_CHARS = 200
 
 
@@ -48,6 +53,8 @@ class StampedSource:
                 return
             self.last_arrival = perf_counter()
             self.nbytes += len(data)
+            if self.nbytes > MAX_RESPONSE_BYTES:
+                raise ResponseTooLarge()
             yield data
 
     def close(self) -> None:  # sseclient's interface
@@ -127,6 +134,8 @@ def describe_error(exc: BaseException, target: Target) -> str:
         e = e.__cause__ or e.__context__ or (e.args[0] if e.args and isinstance(e.args[0], BaseException) else None)
         if e is not None and any(e is c for c in chain):
             break
+    if isinstance(exc, ResponseTooLarge):
+        return f"response larger than {MAX_RESPONSE_BYTES // 2**20} MiB: stopped reading"
     kinds = [type(c) for c in chain]
     text = " ".join(str(c) for c in chain)
     if any(issubclass(k, (ssl.SSLCertVerificationError,)) for k in kinds) or "CERTIFICATE_VERIFY_FAILED" in text:
@@ -172,6 +181,8 @@ class Sender:
         self._template = self.session.prepare_request(
             requests.Request("POST", target.url, data=b"", headers=headers))
         self._adapter = self.session.get_adapter(target.url)
+        if not target.verify_tls:  # the user chose --insecure: once is enough to say so
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._timeout = (target.connect_timeout_s, target.read_timeout_s)
 
     def close(self) -> None:

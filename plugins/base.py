@@ -92,8 +92,11 @@ class ApiPluginBase(ABC):
     def response_error(self, responses: list[str]) -> str | None:
         """A one-line reason if the server reported an error inside a 200
         reply (an error object in the stream), else None."""
-        for payload in responses:
+        for i, payload in enumerate(responses):
             data = load_json(payload)
+            if data is None:
+                snippet = " ".join(str(payload).split())[:60]
+                return f"invalid JSON in event {i + 1}: {snippet}"
             if isinstance(data, dict):
                 err = data.get("error")
                 if err is None and data.get("object") == "error":

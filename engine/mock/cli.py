@@ -11,6 +11,7 @@ import gc
 import sys
 
 from .config import MockConfig
+from .faults import FAULTS
 from .server import MockServer, serve
 
 
@@ -63,14 +64,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth-file", default=None,
                    help="write the ground truth (GET /truth's JSON) here on exit")
     p.add_argument("--no-truth", action="store_true", help="do not record ground truth")
+    f = p.add_argument_group("faults (each generation request draws; the first fault that hits applies)")
+    f.add_argument("--fault", action="append", default=[], type=_fault, metavar="NAME[=P]",
+                   help=f"inject a fault with probability P (default 1); NAME is one of {', '.join(FAULTS)}")
+    f.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws (default 0)")
+    f.add_argument("--stall-s", type=_nonneg_float, default=30.0, help="length of a stall, s (default 30)")
+    f.add_argument("--retry-after-s", type=_nonneg_float, default=1.0, help="Retry-After of http429 (default 1)")
+    f.add_argument("--huge-body-mb", type=_nonneg_float, default=80.0, help="size of huge-body, MB (default 80)")
+    t = p.add_argument_group("TLS")
+    t.add_argument("--tls-cert", help="serve https with this PEM certificate (needs --tls-key)")
+    t.add_argument("--tls-key", help="PEM private key of --tls-cert")
     return p
+
+
+def _fault(text: str) -> tuple[str, float]:
+    name, _, probability = text.partition("=")
+    if name not in FAULTS:
+        raise argparse.ArgumentTypeError(f"unknown fault {name!r}; choose from {', '.join(FAULTS)}")
+    try:
+        value = float(probability) if probability else 1.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"probability of {name} is not a number: {probability!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"probability of {name} must be in 0..1, got {value}")
+    return name, value
 
 
 def config_from_args(ns: argparse.Namespace) -> MockConfig:
     return MockConfig(host=ns.host, port=ns.port, ttft_ms=ns.ttft_ms, itl_ms=ns.itl_ms,
                       tokens=ns.tokens, tokens_per_chunk=ns.tokens_per_chunk,
                       model_name=ns.model_name, record_truth=not ns.no_truth,
-                      truth_file=ns.truth_file)
+                      truth_file=ns.truth_file, faults=tuple(ns.fault), fault_seed=ns.fault_seed,
+                      stall_s=ns.stall_s, retry_after_s=ns.retry_after_s,
+                      huge_body_bytes=int(ns.huge_body_mb * 2**20), tls_cert=ns.tls_cert, tls_key=ns.tls_key)
 
 
 def _announce(server: MockServer) -> None:
@@ -80,7 +106,10 @@ def _announce(server: MockServer) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
-    config = config_from_args(ns)
+    try:
+        config = config_from_args(ns)
+    except ValueError as e:
+        parser.error(str(e))
     if config.truth_file and not config.record_truth:
         parser.error("--truth-file needs truth recording; drop --no-truth")
     # Everything allocated at start-up lives for the whole run: freeze it out of

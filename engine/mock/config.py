@@ -28,6 +28,15 @@ class MockConfig:
     # Largest request head / body we accept; beyond it: 431 / 413 and close.
     max_head_bytes: int = 64 * 1024
     max_body_bytes: int = 64 * 1024 * 1024
+    # Fault injection (engine.mock.faults): (name, probability) pairs.
+    faults: tuple[tuple[str, float], ...] = ()
+    fault_seed: int = 0
+    stall_s: float = 30.0  # how long the "stall" fault holds the rest of a reply
+    retry_after_s: float = 1.0  # Retry-After of the "http429" fault
+    huge_body_bytes: int = 80 * 1024 * 1024  # padding of the "huge-body" fault
+    # TLS: serve https with this certificate and key (PEM files).
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         # Validated here too (not only in argparse) so that library users of
@@ -38,6 +47,15 @@ class MockConfig:
             raise ValueError("tokens and tokens_per_chunk must be >= 1")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be in 0..65535")
+        from .faults import FAULTS
+
+        for name, probability in self.faults:
+            if name not in FAULTS:
+                raise ValueError(f"unknown fault {name!r}; choose from {', '.join(FAULTS)}")
+            if not 0 <= probability <= 1:
+                raise ValueError(f"fault {name}: probability must be in 0..1")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("TLS needs both a certificate and a key")
 
     @property
     def ttft_s(self) -> float:

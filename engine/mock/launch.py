@@ -100,7 +100,10 @@ def launch(args: Sequence[str] = (), timeout_s: float = 10.0) -> MockProcess:
     env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = subprocess.Popen([sys.executable, "-m", "engine.mock", "--port", "0", *args],
                             stdout=subprocess.PIPE, stderr=stderr_file, stdin=subprocess.DEVNULL,
-                            env=env)
+                            env=env,
+                            # Its own session: a Ctrl-C at the terminal goes to the benchmark,
+                            # which stops cleanly and then stops the mock, not to both at once.
+                            start_new_session=True)
     lines: queue.Queue[bytes] = queue.Queue()
     assert proc.stdout is not None
     out = proc.stdout

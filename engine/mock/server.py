@@ -67,17 +67,25 @@ class MockServer:
         self._server: asyncio.base_events.Server | None = None
         self.host = config.host
         self.port = config.port
+        self.scheme = "http"
 
     async def start(self) -> None:
+        tls = None
+        if self.config.tls_cert:
+            import ssl
+
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        self.scheme = "https" if tls else "http"
         self._server = await self.loop.create_server(
             lambda: HttpConnection(self), self.config.host, self.config.port,
-            backlog=4096, reuse_address=True)
+            backlog=4096, reuse_address=True, ssl=tls)
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
 
     @property
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def close(self) -> None:
         if self._server is not None:
