@@ -121,36 +121,44 @@ def report_main(argv: Sequence[str] | None = None) -> int:
 
 
 def compare_main(argv: Sequence[str] | None = None) -> int:
-    """python -m engine compare PATH_A PATH_B [--resamples N] [--seed S]"""
+    """python -m engine compare PATH_A PATH_B [--resamples N] [--seed S] [--threshold PCT]"""
     parser = argparse.ArgumentParser(
         prog="python -m engine compare",
         description="Compare two runs side by side: means, p50 and p99 of TTFT, TPOT, ITL and latency with "
-                    "the relative change and a bootstrap 95%% confidence interval of the p50/p99 difference "
-                    "(B − A), and the throughputs.")
+                    "the relative change and a 95% confidence interval of the p50/p99 difference (B − A), "
+                    "the throughputs, then in words what changed and by how much. A p50/p99 has changed when "
+                    "its interval excludes 0 and it moved by at least --threshold percent; a p99 needs 500 "
+                    "successful requests per run for a verdict.")
     parser.add_argument("path_a", metavar="PATH_A", help=f"run A: a {DB_NAME} or its run folder")
     parser.add_argument("path_b", metavar="PATH_B", help="run B, compared against A")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--threshold", type=float, default=None, metavar="PCT",
+                        help="smallest change, in percent, reported as a change when the CI excludes 0 "
+                             "(default 5: reruns of the same load differ by a few percent)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
 
     def body() -> int:
-        from analysis.compare import compare_runs, format_comparison
+        from analysis.compare import DEFAULT_THRESHOLD, compare_runs, format_comparison
         from analysis.loader import ReportError, load
 
         if args.resamples < 100:
             raise ReportError("--resamples: give at least 100")
+        threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+        if not (threshold >= 0 and threshold < float("inf")):
+            raise ReportError("--threshold: give a percentage >= 0, e.g. 5")
         frames = []
         for path in (args.path_a, args.path_b):
             dbs = find_databases(path)
             if len(dbs) != 1:
                 raise ReportError(f"{path}: a sweep of {len(dbs)} runs; give one run's folder or database")
             frames.append(load(dbs[0], decode_requests=False, lists=False))
-        rows = compare_runs(frames[0], frames[1], n_resamples=args.resamples, seed=args.seed)
-        print(format_comparison(rows, f"{frames[0].name} ({frames[0].path})",
-                                f"{frames[1].name} ({frames[1].path})", args.resamples, args.seed))
+        rows = compare_runs(frames[0], frames[1], n_resamples=args.resamples, seed=args.seed, threshold=threshold)
+        names = [f"{f.name} ({f.path}), {int(f.ok_mask().sum()):,} successful requests" for f in frames]
+        print(format_comparison(rows, names[0], names[1], args.resamples, args.seed, threshold))
         return 0
 
     return _guard(args, "compare", body)
