@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 from time import perf_counter
 
@@ -61,10 +62,26 @@ class StampedSource:
         pass
 
 
+# When this thread's request was written: (perf_counter, epoch).  Set by the
+# connection at its first write of a request, read by the Sender.
+_sent = threading.local()
+
+
+def _stamp_send() -> None:
+    if getattr(_sent, "at", None) is None:
+        _sent.at = (perf_counter(), time.time())
+
+
 class _OneWrite:
-    """Headers and body in one send().  urllib3 writes them separately; on
-    loopback each write costs a wake-up of the server, and the server cannot
-    start before the second, so one write takes that delay out of TTFT."""
+    """Headers and body in one send(), and the clock started right there.
+
+    urllib3 writes headers and body separately; on loopback each write costs
+    a wake-up of the server, which cannot start before the second, so one
+    write takes that delay out of TTFT.  And the request's clock starts at
+    that write (or at the connect it triggers on a new connection), not
+    before urllib3's own bookkeeping: under load, with many threads sharing
+    one GIL, that bookkeeping can wait milliseconds for the interpreter, and
+    that wait is the client's, not the server's."""
 
     _holding = False
     _held: bytes | None = None
@@ -82,11 +99,13 @@ class _OneWrite:
             return
         if self._held is not None:
             data, self._held = self._held + data, None
+        _stamp_send()
         super().send(data)
 
     def getresponse(self):
         if self._held is not None:  # a request without a body
             data, self._held = self._held, None
+            _stamp_send()
             super().send(data)
         return super().getresponse()
 
@@ -213,9 +232,12 @@ class Sender:
         transport_failed = is_sse = saw_done = False
         start_time = time.time()
         t0 = perf_counter()
+        _sent.at = None
         try:
             response = self._adapter.send(prepared, stream=True, timeout=self._timeout,
                                           verify=target.verify_tls, cert=None, proxies={})
+            if _sent.at is not None:  # the moment the request went out
+                t0, start_time = _sent.at
             status = response.status_code
             if status == 429 or status >= 500:
                 retry_after = _seconds(response.headers.get("Retry-After"))
@@ -240,6 +262,8 @@ class Sender:
             end = source.last_arrival or perf_counter()
         except Exception as exc:  # any failure of the exchange is a result, not a crash
             end = perf_counter()
+            if _sent.at is not None:
+                t0, start_time = _sent.at
             error = describe_error(exc, target)
             transport_failed = True
         return RequestRecord(

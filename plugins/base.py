@@ -6,6 +6,7 @@ socket and the clock, and never calls a plugin while a request is timed.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from abc import ABC, abstractmethod
@@ -43,7 +44,19 @@ def _register(registry: dict[str, type], name: str | list[str]):
 
 
 def load_json(payload: Any) -> Any:
-    """Parse one event payload (str or bytes); None if it is not JSON."""
+    """Parse one event payload (str or bytes); None if it is not JSON.
+
+    The coordinator asks several questions of each event (an error? output?
+    usage?); the cache makes that one parse per event, not one per question.
+    Treat the result as read-only."""
+    try:
+        return _load_json_cached(payload)
+    except TypeError:  # unhashable: not a raw payload
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _load_json_cached(payload: str | bytes) -> Any:
     try:
         return json.loads(payload)
     except (TypeError, ValueError):
@@ -159,14 +172,25 @@ def openai_event_text(data: Any) -> str:
     return "".join(out)
 
 
+_OUTPUT_KEYS = ("content", "reasoning_content", "reasoning", "tool_calls")
+
+
 def openai_event_has_output(data: Any) -> bool:
-    if not isinstance(data, dict):
+    """Content, reasoning or a tool call in a chunk (or a completions text).
+    Called once per event of every request, so it asks only what it must."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices or not isinstance(choices, list):
         return False
-    if openai_event_text(data):
-        return True
-    for choice in data.get("choices") or ():
-        part = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(part, dict) and part.get("tool_calls"):
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        part = choice.get("delta") or choice.get("message")
+        if isinstance(part, dict):
+            for key in _OUTPUT_KEYS:
+                if part.get(key):
+                    return True
+        text = choice.get("text")
+        if isinstance(text, str) and text:
             return True
     return False
 
