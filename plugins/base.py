@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Iterator
 
 from engine.arguments import Arguments
-from engine.errors import DatasetError
+from engine.errors import DatasetError, UsageError
 
 # Classes registered with the decorators below, by name.  Filled when the
 # module defining them is imported (a --plugin-module, or a plugin package's
@@ -293,6 +293,19 @@ class DatasetPluginBase(ABC):
         """The error for a file that is there but not in the expected format:
         `raise self.dataset_format_error(path, "line 3", "has no 'question'", what)`."""
         return DatasetError(f"dataset file '{dataset}' {where} {problem}: expected {what}")
+
+
+def fill_query_template(template: str, model: str, prompt: str) -> dict:
+    """--query-template: %m and %p stand inside JSON strings, so they are
+    replaced by JSON-escaped text, and the result must be a JSON object."""
+    text = template.replace("%m", json.dumps(model)[1:-1]).replace("%p", json.dumps(prompt)[1:-1])
+    try:
+        body = json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"--query-template is not valid JSON after substitution: {e}") from None
+    if not isinstance(body, dict):
+        raise UsageError("--query-template must be a JSON object")
+    return body
 
 
 def messages_text(item: Any) -> str:

@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 import subprocess
-import sqlite3
 
 import pytest
 

@@ -37,12 +37,10 @@ goes into `parameters`, so `--extra-args '{"enable_thinking": false}'` and
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 from engine.arguments import Arguments
-from engine.errors import UsageError
-from plugins.base import ApiPluginBase, load_json, messages_text
+from plugins.base import ApiPluginBase, fill_query_template, load_json, messages_text
 
 TOP_LEVEL_KEYS = ("model", "input", "parameters")
 
@@ -75,16 +73,7 @@ class DashScopePlugin(ApiPluginBase):
         return parameters
 
     def _from_template(self, messages: list[dict] | str, param: Arguments) -> dict:
-        prompt = messages if isinstance(messages, str) else messages_text(messages)
-        text = (param.query_template.replace("%m", json.dumps(param.model)[1:-1])
-                .replace("%p", json.dumps(prompt)[1:-1]))
-        try:
-            body = json.loads(text)
-        except ValueError as e:
-            raise UsageError(f"--query-template is not valid JSON after substitution: {e}") from None
-        if not isinstance(body, dict):
-            raise UsageError("--query-template must be a JSON object")
-        return body
+        return fill_query_template(param.query_template, param.model, messages_text(messages))
 
     def request_headers(self, param: Arguments) -> dict[str, str]:
         # The header, not a body field, is what switches DashScope to SSE.

@@ -1,12 +1,10 @@
 """OpenAI-compatible chat and completions APIs (vLLM, SGLang, TGI, llama.cpp, ...)."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from engine.arguments import Arguments
-from engine.errors import UsageError
-from plugins.base import ApiPluginBase, load_json
+from plugins.base import ApiPluginBase, fill_query_template, load_json, messages_text
 
 
 class OpenaiPlugin(ApiPluginBase):
@@ -21,7 +19,7 @@ class OpenaiPlugin(ApiPluginBase):
             path.endswith("/completions") and not path.endswith("/chat/completions"))
         body: dict[str, Any] = {"model": param.model}
         if completions:
-            body["prompt"] = messages if isinstance(messages, str) else _as_prompt(messages)
+            body["prompt"] = messages if isinstance(messages, str) else messages_text(messages)
         else:
             body["messages"] = messages
         body["stream"] = param.stream
@@ -37,16 +35,7 @@ class OpenaiPlugin(ApiPluginBase):
         return body
 
     def _from_template(self, messages: list[dict] | str, param: Arguments) -> dict:
-        prompt = messages if isinstance(messages, str) else _as_prompt(messages)
-        # %p and %m stand inside JSON strings: substitute JSON-escaped text.
-        text = (param.query_template.replace("%m", json.dumps(param.model)[1:-1])
-                .replace("%p", json.dumps(prompt)[1:-1]))
-        try:
-            body = json.loads(text)
-        except ValueError as e:
-            raise UsageError(f"--query-template is not valid JSON after substitution: {e}") from None
-        if not isinstance(body, dict):
-            raise UsageError("--query-template must be a JSON object")
+        body = fill_query_template(param.query_template, param.model, messages_text(messages))
         body.update(param.extra_args)
         return body
 
@@ -72,12 +61,3 @@ class OpenaiPlugin(ApiPluginBase):
                     return None
         return "stream ended without [DONE] or a finish_reason"
 
-
-def _as_prompt(messages: list[dict]) -> str:
-    parts = []
-    for message in messages:
-        content = message.get("content", "")
-        if isinstance(content, list):
-            content = " ".join(c.get("text", "") for c in content if isinstance(c, dict))
-        parts.append(str(content))
-    return "\n".join(parts)
