@@ -12,32 +12,41 @@ import pytest
 from conftest import find_dbs, rows, run_engine
 from engine.mock.launch import start_mock
 
-# The mock's time to first token, the only thing that differs.  The gap is wide
-# because a busy machine stretches the fast runs' tail towards the slow one's:
-# at a load average of 8 on 2 cores the fast p99 reached 129 ms (20 ms mock).
+# The mock's time to first token, the only thing that differs.
 FAST_MS, SLOW_MS = 20, 100
 N = 520  # requests per run: a p99 verdict needs 500 values (analysis.compare.min_samples)
-RATE = 100  # requests/s: about five seconds a run
+RATE = 150  # requests/s: about 3.5 seconds a run
+# A p99 of 520 requests rests on its 6 slowest, and a busy machine decides
+# those: with other suites running, a client stall put the p99 TTFT of the
+# 20 ms mock at 190 ms in one of two simultaneous runs and at 120 ms in the
+# other, and compare rightly called them different.  The p99 tests need runs
+# whose first tokens all but the slowest came within STALL_MS of the mock's time
+# (the upper end of a p99's interval here is the second slowest of 520).
+STALL_MS = 60
+MEDIAN_SLACK_MS = 20  # and the medians too, when the machine is three times oversubscribed
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("compare")
-    timing = ["--itl-ms", "5", "--tokens", "4"]
+    timing = ["--itl-ms", "5", "--tokens", "2"]  # few events: little client work per request
     with start_mock(["--ttft-ms", str(FAST_MS), *timing]) as fast, \
             start_mock(["--ttft-ms", str(SLOW_MS), *timing]) as slow:
         targets = {"a1": fast, "a2": fast, "b": slow}
 
         def run(name: str) -> None:
-            run_engine("--url", targets[name].chat_url, "--rate", RATE, "--parallel", 16, "--number", N,
+            run_engine("--url", targets[name].chat_url, "--rate", RATE, "--parallel", 32, "--number", N,
                        "--workers", 1, "--no-plots", "--no-timestamp", "--outputs-dir", base / name)
 
         # All three at once, paced to the same rate so they span the same seconds:
         # whatever else the machine does meanwhile (other test suites) weighs on
-        # each of them alike, as it would not on a rerun minutes later.
+        # each alike, as it would not on a rerun minutes later.
         with ThreadPoolExecutor(len(targets)) as pool:
             list(pool.map(run, targets))
-    return {name: find_dbs(base / name)[0] for name in targets}
+    dbs = {name: find_dbs(base / name)[0] for name in targets}
+    same = _compare(dbs["a1"], dbs["a2"])
+    slower = _compare(dbs["a1"], dbs["b"])
+    return {"dbs": dbs, "same": same, "slower": slower}
 
 
 def _ttft_ms(db: str) -> list[float]:
@@ -60,36 +69,53 @@ def _table_row(out: str, label: str) -> list[str]:
     return [c.strip() for c in line.strip("│").split("│")]
 
 
-def test_two_runs_of_the_same_load_show_no_ttft_change(runs):
-    assert len(_ttft_ms(runs["a1"])) == len(_ttft_ms(runs["a2"])) == N
-    out = _compare(runs["a1"], runs["a2"])
-    for stat in ("p50", "p99"):
-        metric, a, b, change, ci, verdict = _table_row(out, f"TTFT (ms) {stat}")
-        assert verdict in ("not significant", "within noise"), out
-    changed = out.split("Changed")[1].split("\n")
-    assert not any(l.strip().startswith("TTFT ") for l in changed), out
+def _need_a_faithful_client(runs, *names: str, stat: str = "p99") -> None:
+    """Skip, saying why, when the client could not time the mock: its own
+    delays, not the runs' load, would decide the verdict."""
+    for name in names:
+        median = _nearest_rank(_ttft_ms(runs["dbs"][name]), 50)
+        if median > FAST_MS + MEDIAN_SLACK_MS:
+            pytest.skip(f"the machine was too busy to time the mock: run {name}'s median first token of the "
+                        f"{FAST_MS} ms mock took {median:.0f} ms")
+        if stat == "p50":
+            continue
+        second = _ttft_ms(runs["dbs"][name])[-2]
+        if second > FAST_MS + STALL_MS:
+            pytest.skip(f"the machine was too busy for a p99 verdict: in run {name} the second slowest first "
+                        f"token of the {FAST_MS} ms mock took {second:.0f} ms (client stalls)")
+
+
+@pytest.mark.parametrize("stat", ["p50", "p99"])
+def test_two_runs_of_the_same_load_show_no_ttft_change(runs, stat):
+    assert len(_ttft_ms(runs["dbs"]["a1"])) == len(_ttft_ms(runs["dbs"]["a2"])) == N
+    _need_a_faithful_client(runs, "a1", "a2", stat=stat)
+    out = runs["same"]
+    verdict = _table_row(out, f"TTFT (ms) {stat}")[-1]
+    assert verdict in ("not significant", "within noise"), out
+    assert f"  TTFT {stat}:" not in out.split("Changed")[1].split("No significant change")[0], out
     same = next(l for l in out.splitlines() if l.startswith("No significant change: "))
-    assert "TTFT p50 (" in same and "TTFT p99 (" in same
+    assert f"TTFT {stat} (" in same
 
 
-def test_a_slower_first_token_is_reported_as_a_change_with_its_size(runs):
-    out = _compare(runs["a1"], runs["b"])
+@pytest.mark.parametrize("stat", ["p50", "p99"])
+def test_a_slower_first_token_is_reported_as_a_change_with_its_size(runs, stat):
+    _need_a_faithful_client(runs, "a1", stat=stat)
+    out = runs["slower"]
     assert out.splitlines()[0].startswith("A: ") and f"{N:,} successful requests" in out.splitlines()[0]
     changed = out.split("Changed (")[1]
-    fast, slow = _ttft_ms(runs["a1"]), _ttft_ms(runs["b"])
-    for stat, p in (("p50", 50), ("p99", 99)):
-        assert _table_row(out, f"TTFT (ms) {stat}")[-1] == "changed", out
-        # "  TTFT p50: 22.39 -> 102.2 ms, +356.4% (+79.81 ms; 95% CI +79.66 to +79.96): B slower"
-        line = re.search(rf"^  TTFT {stat}: (\S+) -> (\S+) ms, ([+-][\d.]+)% \(([+-][\d.,]+) ms; "
-                         rf"95% CI ([+-][\d.,]+) to ([+-][\d.,]+)\): B slower$", changed, re.M)
-        assert line, changed
-        a, b, pct, diff, lo, hi = (float(g.replace(",", "")) for g in line.groups())
-        # the figures are the databases' own (rounded to four digits for the eye) ...
-        assert a == pytest.approx(_nearest_rank(fast, p), rel=2e-3)
-        assert b == pytest.approx(_nearest_rank(slow, p), rel=2e-3)
-        assert pct == pytest.approx((b - a) / a * 100, abs=0.2)
-        assert diff == pytest.approx(b - a, rel=2e-3, abs=0.02)
-        assert 0 < lo <= diff <= hi
-    # ... and the mock's 80 ms show up at the median (a busy client adds to the fast run's share)
-    a, b = _nearest_rank(fast, 50), _nearest_rank(slow, 50)
-    assert b - a == pytest.approx(SLOW_MS - FAST_MS, rel=0.5)
+    fast, slow = _ttft_ms(runs["dbs"]["a1"]), _ttft_ms(runs["dbs"]["b"])
+    p = int(stat[1:])
+    assert _table_row(out, f"TTFT (ms) {stat}")[-1] == "changed", out
+    # "  TTFT p50: 22.39 -> 102.2 ms, +356.4% (+79.81 ms; 95% CI +79.66 to +79.96): B slower"
+    line = re.search(rf"^  TTFT {stat}: (\S+) -> (\S+) ms, ([+-][\d.]+)% \(([+-][\d.,]+) ms; "
+                     rf"95% CI ([+-][\d.,]+) to ([+-][\d.,]+)\): B slower$", changed, re.M)
+    assert line, changed
+    a, b, pct, diff, lo, hi = (float(g.replace(",", "")) for g in line.groups())
+    # the figures are the databases' own (rounded to four digits for the eye) ...
+    assert a == pytest.approx(_nearest_rank(fast, p), rel=2e-3)
+    assert b == pytest.approx(_nearest_rank(slow, p), rel=2e-3)
+    assert pct == pytest.approx((b - a) / a * 100, rel=2e-3, abs=0.1)
+    assert diff == pytest.approx(b - a, rel=2e-3, abs=0.02)
+    assert 0 < lo <= diff <= hi
+    if stat == "p50":  # ... and the mock's 80 ms show up at the median (a busy client adds to the fast run's)
+        assert b - a == pytest.approx(SLOW_MS - FAST_MS, rel=0.5)
