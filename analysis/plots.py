@@ -19,10 +19,10 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator, PercentFormatter
 
 from analysis.loader import Frames
-from analysis.metrics import metric_samples, nearest_rank
+from analysis.metrics import metric_samples, nearest_rank, normalize_error
 
 BLUE, ORANGE, GREEN, RED, GREY, PURPLE = "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#7f7f7f", "#9467bd"
 MARKERS = (("50%", "p50", GREEN), ("90%", "p90", ORANGE), ("99%", "p99", RED))
@@ -88,8 +88,10 @@ def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, yla
         lo, upper = lo - half, lo + half
         log = False
     # One pass of a fine, uniform histogram (numpy's fast path; on log10 of the
-    # values for a log axis) gives both the bars (60 bins) and the CDF.
-    bins, sub = 60, 16
+    # values for a log axis) gives both the bars and the CDF.  About 2*sqrt(n)
+    # bars, 10 to 60: forty requests in sixty bins read as a barcode.
+    bins = int(min(60, max(10, round(2 * math.sqrt(values.size)))))
+    sub = max(16, 960 // bins)
     if log:
         lo_t, up_t = math.log10(lo), math.log10(upper)
         fine_counts, _ = np.histogram(np.log10(values), bins=bins * sub, range=(lo_t, up_t))
@@ -258,32 +260,79 @@ def plot_output_rate(ax: Axes, frames: Frames) -> None:
     ax.yaxis.set_major_formatter(FuncFormatter(_count))
 
 
+def _per_bin_text(width: float) -> str:
+    if width == 1:
+        return "per second"
+    return f"per {width * 1000:g} ms" if width < 1 else f"per {width:g} s"
+
+
+def _failure_reasons(frames: Frames, failed: np.ndarray, top: int = 3) -> tuple[np.ndarray, list[str]]:
+    """For the failed rows: an index into `names` (the `top` most frequent
+    normalised reasons, then "other"), normalising each distinct message once."""
+    req = frames.requests.loc[failed]
+    pairs = pd.DataFrame({"e": req["error"].astype(object), "s": req["status_code"].astype(object)})
+    codes, uniques = pd.MultiIndex.from_frame(pairs).factorize()
+    reasons = [normalize_error(e, st) for e, st in uniques]
+    per_pair = np.bincount(codes, minlength=len(reasons)) if len(reasons) else np.zeros(0, dtype=np.int64)
+    totals: dict[str, int] = {}
+    for reason, n in zip(reasons, per_pair):
+        totals[reason] = totals.get(reason, 0) + int(n)
+    ranked = sorted(totals, key=lambda r: (-totals[r], r))
+    names = ranked[:top] + ([f"other ({len(ranked) - top} reasons)"] if len(ranked) > top else [])
+    lookup = {name: i for i, name in enumerate(names[:top])}
+    pair_index = np.array([lookup.get(r, len(names) - 1) for r in reasons], dtype=np.int64)
+    return pair_index[codes], names
+
+
 def plot_error_rate(ax: Axes, frames: Frames) -> None:
-    """Failed requests per second, at the time each failure happened."""
+    """Failed requests per time bin, at the time each failure happened,
+    stacked by reason (the three most frequent, then the rest)."""
     start, end, _ = _times(frames)
     span = float(np.nanmax(end)) if np.isfinite(end).any() else 0.0
     width = _bin_width(span)
-    title = "Errors" + _bins_text(width)
-    xl, yl = "time since first send (s)", "failed requests/s"
+    xl, yl = "time since first send (s)", f"failed requests\n{_per_bin_text(width)}"
     failed = frames.requests["success"].to_numpy() != 1
+    failed &= np.isfinite(end)
     t = end[failed]
-    t = t[np.isfinite(t)]
+    measured = int((failed & frames.measured_mask()).sum())
+    title = f"Errors{_bins_text(width)}: {measured:,} failed"
+    if t.size > measured:
+        title += f" (+{t.size - measured:,} in warm-up)"
     nbins = max(1, int(math.ceil((span + 1e-9) / width)))
     edges = np.arange(nbins + 1) * width
-    counts = np.bincount(np.clip((t // width).astype(np.int64), 0, nbins - 1), minlength=nbins)
-    ax.stairs(counts / width, edges, fill=True, color=RED, alpha=0.6)
-    _style(ax, f"{title} — {t.size:,} failed in total", xl, yl)
+    which = np.clip((t // width).astype(np.int64), 0, nbins - 1)
     if t.size == 0:
+        _style(ax, title, xl, yl)
+        ax.stairs(np.zeros(nbins), edges, color=RED)
         ax.text(0.5, 0.5, "no errors", transform=ax.transAxes, ha="center", va="center", color=GREY)
         ax.set_ylim(0, 1)
         ax.set_yticks([0, 1])
-    else:
-        ax.yaxis.set_major_locator(MaxNLocator(integer=width >= 1))
+        return
+    reason, names = _failure_reasons(frames, failed)
+    colors = (RED, ORANGE, PURPLE, GREY)
+    base = np.zeros(nbins)
+    for k, name in enumerate(names):
+        counts = np.bincount(which[reason == k], minlength=nbins).astype(float)
+        n = int(counts.sum())
+        label = (name if len(name) <= 60 else name[:59] + "…") + f" ({n:,})"
+        ax.stairs(base + counts, edges, baseline=base, fill=True, color=colors[k % len(colors)], alpha=0.7,
+                  label=label)
+        base += counts
+    _shade_warmup(ax, frames, start, end)
+    ax.set_ylim(0, max(base.max(), 1) * 1.1)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    # the reasons go in a row between the title and the axes, never over a bar
+    labels = ax.get_legend_handles_labels()[1]
+    ncol = len(labels) if sum(len(x) for x in labels) <= 110 else min(2, len(labels))
+    rows = math.ceil(len(labels) / ncol)
+    _style(ax, title, xl, yl, pad=6 + 14 * rows)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=ncol, fontsize=8, frameon=False,
+              borderaxespad=0.2, handlelength=1.4, columnspacing=1.2)
 
 
 def plot_ttft_vs_prompt(ax: Axes, frames: Frames) -> None:
     """TTFT against prompt tokens, one point per successful request, with the
-    median TTFT per prompt-length bin."""
+    median TTFT per prompt length (per bin of lengths when there are many)."""
     title, xl, yl = "TTFT against prompt length", "prompt tokens", "TTFT (ms)"
     req = frames.requests.loc[frames.ok_mask()]
     streamed = req["is_stream"].to_numpy() == 1
@@ -304,19 +353,31 @@ def plot_ttft_vs_prompt(ax: Axes, frames: Frames) -> None:
     else:
         xs, ys = x, y
     ax.scatter(xs, ys, s=6, alpha=0.35, color=BLUE, edgecolors="none", rasterized=True, label="request")
-    if np.unique(x).size >= 3:
-        qs = np.unique(np.quantile(x, np.linspace(0, 1, 21)))
-        if qs.size >= 2:
-            which = np.clip(np.searchsorted(qs, x, side="right") - 1, 0, qs.size - 2)
-            mids, meds = [], []
-            for b in range(qs.size - 1):
-                sel = which == b
-                if sel.any():
-                    mids.append(float(np.median(x[sel])))
-                    meds.append(float(np.median(y[sel])))
-            ax.plot(mids, meds, color=RED, linewidth=2, marker="o", markersize=3, label="median per bin")
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
-    _style(ax, f"{title} ({x.size:,} requests{note})", xl, yl)
+    distinct = np.unique(x)
+    if distinct.size >= 2:
+        if distinct.size <= 40:  # few lengths: the median of each, none merged with its neighbour
+            which = np.searchsorted(distinct, x)
+            mids = distinct
+        else:  # ~20 bins of equal counts; the x of a bin is its median length
+            edges = np.unique(np.quantile(x, np.linspace(0, 1, 21)))
+            which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, edges.size - 2)
+            mids = None
+        order = np.argsort(which, kind="stable")
+        groups = np.split(order, np.flatnonzero(np.diff(which[order])) + 1)
+        mx = [float(mids[which[g[0]]]) if mids is not None else float(np.median(x[g])) for g in groups]
+        my = [float(np.median(y[g])) for g in groups]
+        ax.plot(mx, my, color=RED, linewidth=2, marker="o", markersize=3,
+                label="median per length" if mids is not None else "median per bin of lengths")
+    if x.min() > 0 and x.max() / x.min() > 50:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _count(v)))
+        note += ", log scale"
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(_count))
+    _style(ax, f"{title} ({x.size:,} requests{note})", xl, yl, pad=20)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8.5, frameon=False,
+              borderaxespad=0.2, markerscale=2)
     ax.set_ylim(bottom=0)
 
 
@@ -338,60 +399,153 @@ def _load_label(row: pd.Series, column: str) -> str:
     return f"r={value:g}" if isinstance(value, (int, float)) and value > 0 else "r=INF"
 
 
+# Where a label may go, relative to its point (offset in points, alignment),
+# in order of preference: beside, above or below, then further out.
+_LABEL_SPOTS = tuple(
+    (dx * k, dy * k, "left" if dx > 0 else "right" if dx < 0 else "center",
+     "bottom" if dy > 0 else "top" if dy < 0 else "center")
+    for k in (1, 1.8, 2.8)
+    for dx, dy in ((6, 6), (-6, 6), (6, -6), (-6, -6), (0, 9), (0, -9), (9, 0), (-9, 0))
+)
+
+
+def _obstacles(ax: Axes) -> np.ndarray:
+    """Display coordinates of every line of `ax`, a point every ~3 pixels."""
+    parts = []
+    for line in ax.get_lines():
+        xy = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        if len(xy) == 0:
+            continue
+        parts.append(xy[:1])
+        for a, b in zip(xy[:-1], xy[1:]):
+            n = max(1, int(np.hypot(*(b - a)) // 3))
+            parts.append(a + (b - a) * (np.arange(1, n + 1)[:, None] / n))
+    return np.concatenate(parts) if parts else np.empty((0, 2))
+
+
+def place_labels(ax: Axes, points: list[tuple[float, float]], texts: list[str], **text_kw: Any) -> list:
+    """Annotate each point with its text where it covers no other label, no
+    line or marker of `ax` and stays inside the axes: the first free spot of
+    `_LABEL_SPOTS`, else the least crowded one.  Call after everything else is
+    drawn on `ax` (limits, legend) so the geometry is final."""
+    fig = ax.figure
+    fig.draw_without_rendering()  # lay the figure out: display coordinates are now final
+    frame = ax.get_window_extent()
+    obstacles = _obstacles(ax)
+    placed: list = []
+    annotations = []
+    style = dict(fontsize=8, color="#333333",
+                 bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85))
+    style.update(text_kw)
+    for (x, y), text in zip(points, texts):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 6), **style)
+        ann.set_in_layout(False)
+        best, best_cost = None, math.inf
+        for dx, dy, ha, va in _LABEL_SPOTS:
+            ann.set_position((dx, dy))
+            ann.set_ha(ha)
+            ann.set_va(va)
+            box = ann.get_window_extent().padded(2)
+            cost = 0.0
+            outside = (max(0.0, frame.x0 - box.x0) + max(0.0, box.x1 - frame.x1)
+                       + max(0.0, frame.y0 - box.y0) + max(0.0, box.y1 - frame.y1))
+            cost += 100.0 * outside
+            cost += 50.0 * sum(1 for other in placed if box.overlaps(other))
+            if obstacles.size:
+                inside = ((obstacles[:, 0] > box.x0) & (obstacles[:, 0] < box.x1)
+                          & (obstacles[:, 1] > box.y0) & (obstacles[:, 1] < box.y1))
+                cost += float(inside.sum())
+            if cost < best_cost:
+                best, best_cost = (dx, dy, ha, va), cost
+            if cost == 0:
+                break
+        dx, dy, ha, va = best
+        if abs(dx) + abs(dy) > 13:  # away from its point: a thin leader says whose label it is
+            ann.remove()
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy),
+                              arrowprops=dict(arrowstyle="-", color=GREY, linewidth=0.7, shrinkA=0, shrinkB=4),
+                              **style)
+            ann.set_in_layout(False)
+        ann.set_position((dx, dy))
+        ann.set_ha(ha)
+        ann.set_va(va)
+        placed.append(ann.get_window_extent().padded(2))
+        annotations.append(ann)
+    return annotations
+
+
+def _log2_if_wide(ax: Axes, x: pd.Series) -> None:
+    if x.min() > 0 and x.max() / x.min() >= 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(list(x))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 def plot_throughput_vs_load(ax: Axes, sweep: pd.DataFrame) -> None:
-    """Output tokens/s (left) and requests/s (right) against concurrency or rate."""
+    """Output tokens/s against concurrency or rate, one point per run, each
+    labelled with its output tokens/s and requests/s.  (Requests/s on a second
+    axis drew a copy of the same curve whenever replies had the same length.)"""
     column, label = sweep_axis(sweep)
-    title = f"Throughput against {label.split(' (')[0]}"
+    title = f"Throughput against {label.split(' (')[0]} (one point per run)"
     data = sweep.copy()
     data["_x"] = pd.to_numeric(data[column], errors="coerce")
-    data = data.dropna(subset=["_x"]).sort_values("_x")
+    data["_y"] = pd.to_numeric(data["Output Throughput (tok/s)"], errors="coerce")
+    data = data.dropna(subset=["_x", "_y"]).sort_values("_x")
     if data.empty:
         _no_data(ax, title, label, "output tokens/s")
         return
-    ax.plot(data["_x"], data["Output Throughput (tok/s)"], color=GREEN, marker="o", linewidth=2,
-            label="output tok/s (left)")
-    twin = ax.twinx()
-    twin.plot(data["_x"], data["Req Throughput (req/s)"], color=BLUE, marker="s", linestyle="--",
-              linewidth=1.5, label="requests/s (right)")
-    twin.set_ylabel("requests/s", color=BLUE)
-    twin.tick_params(axis="y", colors=BLUE)
-    twin.set_ylim(bottom=0)
-    twin.spines["top"].set_visible(False)
-    if data["_x"].min() > 0 and data["_x"].max() / data["_x"].min() >= 8:
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.set_xticks(list(data["_x"]))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.plot(data["_x"], data["_y"], color=GREEN, marker="o", linewidth=2)
+    _log2_if_wide(ax, data["_x"])
     _style(ax, title, label, "output tokens/s")
+    ax.margins(x=0.08, y=0.18)
     ax.set_ylim(bottom=0)
-    lines = ax.get_legend_handles_labels()
-    lines2 = twin.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=8, frameon=False)
+    ax.yaxis.set_major_formatter(FuncFormatter(_count))
+    texts = []
+    for _, row in data.iterrows():
+        req_s = pd.to_numeric(row.get("Req Throughput (req/s)"), errors="coerce")
+        text = f"{_fmt(row['_y'])} tok/s"
+        if req_s == req_s and req_s is not None:
+            text += f"\n{_fmt(float(req_s))} req/s"
+        texts.append(text)
+    place_labels(ax, list(zip(data["_x"], data["_y"])), texts)
 
 
 def _latency_vs_throughput(ax: Axes, sweep: pd.DataFrame, metric: str) -> None:
     column, _ = sweep_axis(sweep)
     title = f"{metric} against output throughput (one point per run)"
     xl, yl = "output throughput (tokens/s)", f"{metric} (ms)"
-    data = sweep.dropna(subset=["Output Throughput (tok/s)"]).sort_values("Output Throughput (tok/s)")
-    if data.empty or data[[f"P50 {metric} (ms)", f"P99 {metric} (ms)"]].isna().all().all():
+    data = sweep.copy()
+    data["_x"] = pd.to_numeric(data["Output Throughput (tok/s)"], errors="coerce")
+    data = data.dropna(subset=["_x"]).sort_values("_x")
+    cols = [f"P50 {metric} (ms)", f"P99 {metric} (ms)"]
+    if data.empty or data[cols].isna().all().all():
         _no_data(ax, title, xl, yl)
         return
-    x = data["Output Throughput (tok/s)"].to_numpy(dtype=float)
+    x = data["_x"].to_numpy(dtype=float)
     for pct, color, style in (("P50", BLUE, "-"), ("P99", RED, "--")):
         y = pd.to_numeric(data[f"{pct} {metric} (ms)"], errors="coerce").to_numpy(dtype=float)
         ax.plot(x, y, color=color, linestyle=style, marker="o", linewidth=2, label=f"{pct.lower()} {metric}")
-    for (_, row), xi in zip(data.iterrows(), x):
-        yi = row.get(f"P99 {metric} (ms)")
-        if yi is not None and yi == yi:
-            ax.annotate(_load_label(row, column), (xi, yi), textcoords="offset points", xytext=(-6, 8),
-                        ha="right", fontsize=8, color="#333333",
-                        bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85))
-    _style(ax, title, xl, yl)
-    ax.margins(x=0.06, y=0.12)
+    _style(ax, title, xl, yl, pad=20)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8.5, frameon=False,
+              borderaxespad=0.2)
+    ax.margins(x=0.08, y=0.15)
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=0)
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.xaxis.set_major_formatter(FuncFormatter(_count))
+    # one label per run, at its p99 point (its p50 when it has no p99)
+    points, texts = [], []
+    for (_, row), xi in zip(data.iterrows(), x):
+        y99 = pd.to_numeric(row.get(cols[1]), errors="coerce")
+        y50 = pd.to_numeric(row.get(cols[0]), errors="coerce")
+        yi = y99 if y99 == y99 else y50
+        if yi == yi:
+            points.append((xi, float(yi)))
+            texts.append(_load_label(row, column))
+    place_labels(ax, points, texts)
 
 
 def plot_ttft_vs_throughput(ax: Axes, sweep: pd.DataFrame) -> None:
@@ -432,7 +586,8 @@ def run_figures(frames: Frames) -> dict[str, Figure]:
         "itl_distribution": _single(plot_itl_distribution, frames),
     }
     fig = Figure(figsize=(10, 8), layout="constrained")
-    axes = fig.subplots(3, 1, sharex=True)
+    # the errors panel is the least busy: less height than the two above
+    axes = fig.subplots(3, 1, sharex=True, height_ratios=[3, 3, 2])
     for ax, draw in zip(axes, (plot_in_flight, plot_output_rate, plot_error_rate)):
         _safely(draw, ax, frames)
     for ax in axes[:2]:
