@@ -6,10 +6,12 @@ file; everything else builds strings and bytes.
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as _dt
 import html
 import json
 import math
+import numbers
 import os
 import re
 import sys
@@ -67,9 +69,42 @@ def write_files(out_dir: str, files: Mapping[str, bytes | str]) -> dict[str, str
 
 # -- building -------------------------------------------------------------------
 
+# A run's report, once built, is kept for the sweep report that follows it in
+# the same process (the engine reports each run, then the sweep of them all):
+# its plots are not rendered twice.  The key holds the database's (and its
+# WAL's) size and mtime, so a changed database is analysed afresh.
+_RESULTS: dict[tuple, RunResult] = {}
+_RESULTS_MAX = 64
+
+
+def _db_state(db_path: str) -> tuple:
+    state: list[Any] = [os.path.realpath(db_path)]
+    for path in (db_path, db_path + "-wal"):
+        try:
+            st = os.stat(path)
+            state += [st.st_mtime_ns, st.st_size]
+        except FileNotFoundError:
+            state += [None, None]
+    return tuple(state)
+
+
 def analyse(db_path: str, slo: Mapping[str, float] | str | None = None, plots: bool = True) -> RunResult:
     """Load one database, compute its summary and percentiles and render its
-    plots to PNG bytes; the frames are dropped on return."""
+    plots to PNG bytes; the frames are dropped on return.  The result is
+    shared with later calls for the same unchanged database: do not modify it."""
+    slo = _check_slo(slo)
+    key = (_db_state(db_path), tuple(sorted(slo.items())) if slo else None, bool(plots))
+    cached = _RESULTS.get(key)
+    if cached is not None:
+        return cached
+    result = _analyse(db_path, slo, plots)
+    if len(_RESULTS) >= _RESULTS_MAX:
+        _RESULTS.pop(next(iter(_RESULTS)))
+    _RESULTS[key] = result
+    return result
+
+
+def _analyse(db_path: str, slo: Mapping[str, float] | None, plots: bool) -> RunResult:
     # The report needs no request bodies: skip decoding them (the fast path).
     frames = load(db_path, decode_messages=False, decode_requests=False, lists=False)
     summ = summary(frames, slo)
@@ -226,9 +261,21 @@ img{max-width:100%;height:auto;border:1px solid #eee;margin:8px 0}
 """
 
 
+def _short(value: Any) -> str:
+    """A table cell for the page: about four significant digits (the JSON
+    files keep the full figures), thousands separated."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+        value = float(value)
+        if value.is_integer():
+            return f"{int(value):,}"
+        magnitude = math.floor(math.log10(abs(value)))
+        return f"{value:,.{min(4, max(1, 3 - magnitude))}f}"
+    return _cell(value)
+
+
 def _num_td(value: Any) -> str:
-    text = html.escape(_cell(value))
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    text = html.escape(_short(value))
+    numeric = isinstance(value, numbers.Real) and not isinstance(value, bool)
     return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
 
 
@@ -313,6 +360,7 @@ def render_html(results: Sequence[RunResult], sweep: pd.DataFrame | None,
         if "Request Rate (req/s)" in table:
             table["Request Rate (req/s)"] = [_rate_text(v) for v in table["Request Rate (req/s)"]]
         table = table.astype(object).where(pd.notna(table), None)
+        table = table.loc[:, [c for c in table.columns if table[c].notna().any()]]  # e.g. Goodput without --slo
         parts.append(html_table(list(table.columns), table.itertuples(index=False, name=None)))
         parts += [_img(png, name) for name, png in sweep_pngs.items()]
     parts += [_run_section(i, r) for i, r in enumerate(results)]
@@ -370,7 +418,7 @@ def write_run_report(db_path: str, out_dir: str | None = None, slo: dict | None 
     write_files(out_dir or os.path.dirname(os.path.abspath(db)), run_files(result))
     if console:
         print(console_report(result), file=sys.stdout, flush=True)
-    return result.summary
+    return copy.deepcopy(result.summary)  # the caller's to change; the cached result stays as built
 
 
 def write_sweep_report(paths: list[str], out_dir: str, slo: dict | None = None, plots: bool = True) -> str:
