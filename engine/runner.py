@@ -125,7 +125,7 @@ class _Run:
     def feed(self, pool: WorkerPool, jobs: Iterator[tuple[Job, dict, str]]) -> None:
         args = self.args
         try:
-            offsets = send_offsets_s(args.rate, args.burstiness, args.seed)
+            offsets = send_offsets_s(args.rate, args.burstiness, args.seed, args.number)
             t0 = deadline = None
             for job, body, request_b64 in jobs:
                 if job.is_warmup:

@@ -11,13 +11,21 @@ import random
 from typing import Iterator
 
 
-def send_offsets_s(rate: float | None, burstiness: float = 1.0, seed: int = 0) -> Iterator[float | None]:
-    """Offsets in seconds from t0, one per request, without end.
+def send_offsets_s(rate: float | None, burstiness: float = 1.0, seed: int = 0,
+                   number: int | None = None) -> Iterator[float | None]:
+    """Offsets in seconds from t0, one per request.
 
     rate None: closed loop, every request as soon as a worker thread is free
-    (yields None).  Otherwise an open loop whose gaps are gamma distributed
-    with mean 1/rate and shape `burstiness` (1 = Poisson; below 1 burstier,
-    above 1 more regular; inf = evenly spaced, i/rate).
+    (yields None forever).  Otherwise an open loop whose gaps are gamma
+    distributed with mean 1/rate and shape `burstiness` (1 = Poisson; below 1
+    burstier, above 1 more regular; inf = evenly spaced, i/rate).
+
+    With `number` known, the random gaps are scaled so that the last of the
+    `number` requests is due at exactly (number - 1) / rate: the arrival
+    process conditioned on its count (for Poisson, uniform order statistics),
+    so a run of 3000 requests at 200 req/s offers 200 req/s, not 200 plus the
+    1.8 % sampling error of 3000 random gaps.  Later offsets (a --duration
+    run) continue unscaled.
     """
     if rate is None:
         while True:
@@ -30,9 +38,17 @@ def send_offsets_s(rate: float | None, burstiness: float = 1.0, seed: int = 0) -
             yield i / rate
             i += 1
     rng = random.Random(seed)
-    # The first request goes at t0; each later one after a random gap.
-    offset = 0.0
     scale = 1.0 / (rate * burstiness)
-    while True:
+    offset = 0.0
+    if number is not None and number > 1:
+        gaps = [rng.gammavariate(burstiness, scale) for _ in range(number - 1)]
+        stretch = (number - 1) / rate / sum(gaps)
+        yield 0.0
+        for gap in gaps:
+            offset += gap * stretch
+            yield offset
+    else:
         yield offset
+    while True:  # the first request goes at t0; each later one after a random gap
         offset += rng.gammavariate(burstiness, scale)
+        yield offset

@@ -48,3 +48,13 @@ def test_same_seed_same_schedule_other_seed_other_schedule():
 
 def test_closed_loop_has_no_schedule():
     assert list(itertools.islice(send_offsets_s(None), 3)) == [None, None, None]
+
+
+def test_a_run_of_known_length_offers_exactly_its_rate():
+    n, rate = 3000, 200.0
+    offsets = list(itertools.islice(send_offsets_s(rate, 1.0, seed=5, number=n), n))
+    assert offsets[0] == 0.0 and offsets == sorted(offsets)
+    assert (n - 1) / offsets[-1] == pytest.approx(rate, rel=1e-9)
+    g = [b - a for a, b in zip(offsets, offsets[1:])]
+    # still Poisson-like inside the run
+    assert statistics.pstdev(g) / statistics.fmean(g) == pytest.approx(1.0, abs=0.06)
