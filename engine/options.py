@@ -17,6 +17,7 @@ from engine.errors import UsageError
 DEFAULT_SWEEP_PARALLEL = [1, 4, 16]
 DEFAULT_SWEEP_NUMBER = [40, 160, 640]
 DEFAULT_NUMBER = 1000  # as evalscope perf, when --url is given without --number
+RATE_DEFAULT_PARALLEL = 256
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plugin-module", action="append", default=[], metavar="NAME_OR_FILE.py",
                    help="import a module whose @register_api/@register_dataset classes become available (repeatable)")
     l = p.add_argument_group("load")
-    l.add_argument("--parallel", type=POS_INT, nargs="+", help="requests in flight at most; a list makes a sweep")
+    l.add_argument("--parallel", type=POS_INT, nargs="+",
+                   help=f"requests in flight at most; a list makes a sweep (default 1; {RATE_DEFAULT_PARALLEL} with --rate)")
     l.add_argument("--number", type=POS_INT, nargs="+",
                    help=f"requests per run, paired with --parallel (default {DEFAULT_NUMBER})")
     l.add_argument("--rate", type=POS_FLOAT, nargs="+", help="requests/s, open loop (default: no pacing)")
@@ -169,7 +171,9 @@ def _sweep_lists(ns) -> tuple[list, list, list]:
     value (used for every run) or as many as the longest."""
     if not ns.url and ns.parallel is None and ns.number is None and ns.rate is None and ns.duration is None:
         return DEFAULT_SWEEP_PARALLEL, DEFAULT_SWEEP_NUMBER, [None] * len(DEFAULT_SWEEP_PARALLEL)
-    parallel = ns.parallel or [1]
+    # An open loop must not be throttled by a closed one: with --rate and no
+    # --parallel, allow many requests in flight (vllm bench's default is no cap).
+    parallel = ns.parallel or ([RATE_DEFAULT_PARALLEL] if ns.rate else [1])
     number = ns.number or [None if ns.duration else DEFAULT_NUMBER]
     rate = ns.rate or [None]
     n = max(len(parallel), len(number), len(rate))
