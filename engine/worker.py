@@ -16,6 +16,7 @@ import resource
 import signal
 import threading
 import time
+from typing import Callable
 
 from engine import transport
 from engine.records import Job, RequestRecord, Target, WorkerStats
@@ -32,23 +33,11 @@ def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots,
     # Ctrl-C goes to the whole process group: the coordinator decides what
     # happens, workers keep going until told to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A gen-2 collection in the middle of a stream would show up as a
-    # latency spike that the server never caused.
-    gc.collect()
-    gc.freeze()
-    # What a request allocates is freed by reference counting (no cycles), so
-    # frequent young-generation passes are pure overhead on the hot path.
-    gc.set_threshold(100_000, 50, 1000)
+    tune_gc()
     name = f"w{index}"
     parent = os.getppid()
     wall0, cpu0 = time.monotonic(), time.process_time()
-    threads = [threading.Thread(target=_thread_loop, name=f"{name}-t{t}", daemon=True,
-                                args=(target, jobs, results, slots, slot_base + t, name, parent))
-               for t in range(n_threads)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(target, jobs, results, n_threads, slots, slot_base, name, lambda: os.getppid() != parent)
     if os.getppid() != parent:  # orphaned: nobody will read what is left in the pipe
         results.cancel_join_thread()
         return
@@ -59,13 +48,43 @@ def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots,
     results.join_thread()
 
 
-def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str, parent: int) -> None:
+def tune_gc() -> None:
+    """Once per worker process, before its threads start."""
+    # A gen-2 collection in the middle of a stream would show up as a
+    # latency spike that the server never caused.
+    gc.collect()
+    gc.freeze()
+    # What a request allocates is freed by reference counting (no cycles), so
+    # frequent young-generation passes are pure overhead on the hot path.
+    gc.set_threshold(100_000, 50, 1000)
+
+
+def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base: int, name: str,
+                orphaned: Callable[[], bool]) -> None:
+    """The worker loop, shared by a local worker process and a Ray actor
+    (engine.ray_pool): `n_threads` threads, each with its own
+    transport.Sender, take Jobs from `jobs` (`get(timeout=)`; None = stop),
+    put each RequestRecord into `results` (`put(record)`), and hold the seq
+    they are sending in `slots[slot_base + t]`.  Returns when every thread
+    has stopped; `orphaned()` is asked while idle whether the coordinator is
+    gone."""
+    threads = [threading.Thread(target=_thread_loop, name=f"{name}-t{t}", daemon=True,
+                                args=(target, jobs, results, slots, slot_base + t, name, orphaned))
+               for t in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str,
+                 orphaned: Callable[[], bool]) -> None:
     sender = transport.Sender(target)
     while True:
         try:
             job: Job | None = jobs.get(timeout=PARENT_CHECK_S)
         except queue.Empty:
-            if os.getppid() != parent:
+            if orphaned():
                 return  # the coordinator was killed: do not linger as an orphan
             continue
         except (EOFError, OSError):
