@@ -21,8 +21,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from analysis.loader import load, resolve_db
-from analysis.metrics import (RATE_UNLIMITED, TPOT_DEFINITIONS, _check_slo, percentiles,
-                              summary, summary_row)
+from analysis.metrics import (NODE_COLUMNS, NODES_KEY, RATE_UNLIMITED, TPOT_DEFINITIONS, _check_slo,
+                              percentiles, summary, summary_row)
 
 SUMMARY_JSON = "benchmark_summary.json"
 PERCENTILE_JSON = "benchmark_percentile.json"
@@ -199,7 +199,7 @@ def _rate_text(value: Any) -> Any:
 def summary_table_rows(summ: Mapping[str, Any]) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = []
     for key, value in summ.items():
-        if key in ("Errors", "Warnings", "Definitions"):
+        if key in ("Errors", "Warnings", "Definitions", NODES_KEY):
             continue
         if key == "Request Rate (req/s)":
             value = _rate_text(value)
@@ -225,6 +225,9 @@ def console_report(result: RunResult) -> str:
     parts.append(format_table(list(pct.columns), pct.itertuples(index=False, name=None)))
     parts.append("TPOT = " + TPOT_DEFINITIONS["Avg TPOT (ms)"] + "; TPOT incl. TTFT = "
                  + TPOT_DEFINITIONS["Avg TPOT incl. TTFT (ms)"] + ".")
+    if summ.get(NODES_KEY):  # --backend ray: which node sent what, and how fast it saw the server
+        parts.append("Load generator nodes (measured requests; TTFT of the successful ones):")
+        parts.append(format_table(list(NODE_COLUMNS), [[n.get(c) for c in NODE_COLUMNS] for n in summ[NODES_KEY]]))
     for warning in summ.get("Warnings") or []:
         parts.append(f"WARNING: {warning}")
     return "\n".join(parts)
@@ -320,6 +323,9 @@ def _run_section(i: int, res: RunResult) -> str:
                                + TPOT_DEFINITIONS["Avg TPOT incl. TTFT (ms)"] + ".") + "</p>")
     pct = res.percentiles
     parts.append(html_table(list(pct.columns), pct.itertuples(index=False, name=None)))
+    if summ.get(NODES_KEY):
+        parts.append("<h3>Load generator nodes</h3>")
+        parts.append(html_table(list(NODE_COLUMNS), [[n.get(c) for c in NODE_COLUMNS] for n in summ[NODES_KEY]]))
     if res.pngs:
         parts.append("<h3>Plots</h3>")
         parts += [_img(png, f"{res.name}: {name}") for name, png in res.pngs.items()]
