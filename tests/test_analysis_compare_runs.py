@@ -23,7 +23,10 @@ RATE = 150  # requests/s: about 3.5 seconds a run
 # whose first tokens all but the slowest came within STALL_MS of the mock's time
 # (the upper end of a p99's interval here is the second slowest of 520).
 STALL_MS = 60
-MEDIAN_SLACK_MS = 20  # and the medians too, when the machine is three times oversubscribed
+# The medians too: two simultaneous runs whose clients added 15 and 8 ms at
+# the median (p50 TTFT 35 and 28 ms for the 20 ms mock) are different runs, and
+# compare said so.  A client that is not starved adds about 2 ms.
+MEDIAN_SLACK_MS = 5
 
 
 @pytest.fixture(scope="module")
