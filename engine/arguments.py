@@ -33,6 +33,9 @@ class Arguments:
     rate: float | None = None  # requests/s; None = no pacing (closed loop)
     burstiness: float = 1.0  # gamma shape; 1 = Poisson
     workers: int = 1
+    backend: str = "local"  # local worker processes, or "ray" actors (engine.ray_pool)
+    ray_address: str | None = None  # --backend ray: the cluster; None/auto = the running one, else a local Ray
+    ray_workers: int | None = None  # --backend ray: actors; None = one per CPU of the cluster
     warmup_num: int = 0
     duration: float | None = None  # seconds of dispatching
     grace: float = 5.0  # seconds in-flight requests get after Ctrl-C

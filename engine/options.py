@@ -83,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     l.add_argument("--burstiness", type=BURST, default=1.0, help="gamma shape of the gaps at --rate; 1 = Poisson")
     l.add_argument("--workers", type=POS_INT, default=os.cpu_count() or 1,
                    help="worker processes (default: CPU count); threads per process = parallel / workers")
+    l.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where the load comes from: local worker processes (default) or Ray actors on a "
+                        "cluster (pip install 'servebench[ray]'; see docs/ray.md)")
+    l.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to use with --backend ray (default: auto, the running cluster, "
+                        "else a local Ray started for the run)")
+    l.add_argument("--ray-workers", type=POS_INT, metavar="N",
+                   help="Ray actors with --backend ray (default: one per CPU of the cluster); "
+                        "threads per actor = parallel / N")
     l.add_argument("--warmup-num", type=NONNEG_INT, default=0, help="requests sent first and left out of metrics")
     l.add_argument("--duration", type=POS_FLOAT, help="seconds: stop dispatching, let in-flight requests finish")
     l.add_argument("--grace", type=NONNEG_FLOAT, default=5.0, help="seconds in-flight requests get after Ctrl-C")
@@ -123,6 +132,15 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra]:
         parts = urlsplit(ns.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"--url '{ns.url}' is not an http(s) URL, e.g. http://127.0.0.1:8000/v1/chat/completions")
+    if ns.backend == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            from engine.ray_pool import INSTALL_HINT
+
+            raise UsageError(INSTALL_HINT)
+    elif ns.ray_address or ns.ray_workers:
+        raise UsageError("--ray-address and --ray-workers need --backend ray")
     if ns.min_prompt_length > ns.max_prompt_length:
         raise UsageError("--min-prompt-length is larger than --max-prompt-length")
     parallel, number, rate = _sweep_lists(ns)
@@ -154,7 +172,8 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra]:
         url=ns.url or "", api=ns.api, model=ns.model, api_key=api_key or None, headers=headers,
         connect_timeout=ns.connect_timeout, read_timeout=ns.read_timeout, insecure=ns.insecure,
         retries=ns.retries,
-        burstiness=ns.burstiness, workers=ns.workers, warmup_num=ns.warmup_num, duration=ns.duration,
+        burstiness=ns.burstiness, workers=ns.workers, backend=ns.backend, ray_address=ns.ray_address,
+        ray_workers=ns.ray_workers, warmup_num=ns.warmup_num, duration=ns.duration,
         grace=ns.grace, seed=ns.seed, dataset=dataset, dataset_path=ns.dataset_path, prompt=ns.prompt,
         query_template=ns.query_template, min_prompt_length=ns.min_prompt_length,
         max_prompt_length=ns.max_prompt_length, prefix_length=ns.prefix_length, tokenizer_path=ns.tokenizer_path,

@@ -182,7 +182,7 @@ class _Run:
                 self.warmup_done.set()
         self.progress.on_done(bool(row["success"]), row["completion_tokens"])
 
-    def fail(self, seqs: list[int], reason: str) -> None:
+    def fail(self, seqs: list[int], reason: str, worker: str = "-") -> None:
         """Record requests that will never get a record from a worker."""
         for seq in seqs:
             with self.lock:
@@ -192,9 +192,9 @@ class _Run:
             job = entry[0]
             now = time.time()
             scheduled = job.scheduled_time if job.scheduled_time is not None else now
-            self.record(RequestRecord(seq=seq, worker="-", scheduled_time=scheduled, start_time=min(scheduled, now),
-                                      latency_s=None, status_code=None, error=reason, transport_failed=True,
-                                      is_stream=self.args.stream))
+            self.record(RequestRecord(seq=seq, worker=worker, scheduled_time=scheduled,
+                                      start_time=min(scheduled, now), latency_s=None, status_code=None,
+                                      error=reason, transport_failed=True, is_stream=self.args.stream))
 
     def drop_unsent(self, in_flight: list[int]) -> None:
         """After a stop: jobs still queued were never sent, so they get no row."""
@@ -222,18 +222,23 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> Run
     db_path = os.path.join(folder, DB_NAME)
     if os.path.exists(db_path):
         raise UsageError(f"'{db_path}' already exists and is never overwritten: pass another --name or remove it")
-    os.makedirs(folder, exist_ok=True)
-    store = ResultStore(db_path)
-    store.start_run(os.path.basename(folder), args.public_dict(), "local", _version())
     headers = args.request_headers()
     headers.update(api.request_headers(args))
     target = Target(url=args.url, headers=tuple(headers.items()), stream=args.stream,
                     connect_timeout_s=args.connect_timeout, read_timeout_s=args.read_timeout,
                     verify_tls=not args.insecure, retries=args.retries)
+    # Workers first: a Ray cluster that cannot be reached leaves no empty database.
+    pool = _make_pool(args, target)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        store = ResultStore(db_path)
+        store.start_run(os.path.basename(folder), args.public_dict(), args.backend, _version())
+    except BaseException:
+        pool.terminate()
+        raise
     total = None if args.number is None else args.number + args.warmup_num
     progress = Progress(label or os.path.basename(folder), total, enabled=show_progress)
     run = _Run(args, api, tokenizer.count if tokenizer else None, store, progress)
-    pool = WorkerPool(target, args.parallel, args.workers, queue_ahead=args.parallel + 8)
     stats: list[WorkerStats] = []
     status = "completed"
     terminated = False
@@ -264,6 +269,16 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> Run
     return result
 
 
+def _make_pool(args: Arguments, target: Target):
+    """The workers of a run: local processes, or Ray actors (same interface)."""
+    if args.backend == "ray":
+        from engine.ray_pool import RayPool  # imports ray: only when asked for
+
+        return RayPool(target, args.parallel, args.ray_workers, queue_ahead=args.parallel + 8,
+                       address=args.ray_address)
+    return WorkerPool(target, args.parallel, args.workers, queue_ahead=args.parallel + 8)
+
+
 def _collect(run: _Run, pool: WorkerPool, stats: list[WorkerStats]) -> None:
     stop_sent = False
     last_check = time.monotonic()
@@ -280,7 +295,8 @@ def _collect(run: _Run, pool: WorkerPool, stats: list[WorkerStats]) -> None:
             last_check = time.monotonic()
             run.progress.refresh(in_flight=len(pool.in_flight()))
             for worker, seqs in pool.reap_dead():
-                run.fail(seqs, f"worker died: {worker}")
+                name, known, _ = worker.partition(" (")  # "w1 (exit -9)": the row says which worker
+                run.fail(seqs, f"worker died: {worker}", worker=name if known else "-")
         if run.feed_error is not None:
             run.stop.set()
             return

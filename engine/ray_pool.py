@@ -1,0 +1,577 @@
+"""The Ray backend (`--backend ray`): the worker loop of engine.worker run
+as Ray actors spread over the nodes of a cluster, behind the interface the
+runner uses from engine.pool.WorkerPool (`jobs`, `results`, `reap_dead()`,
+`send_stop()`, `in_flight()`, `alive()`, `terminate()`, `members`,
+`total_threads`).  The coordinator, the scheduler and the database writer
+stay in the driver; only Jobs and RequestRecords cross, in batches.
+
+Each actor runs `engine.worker.run_threads`: T threads, each with its own
+transport.Sender, stamping exactly as a local worker process does, so the
+numbers of both backends mean the same thing.
+
+Time.  Jobs carry their scheduled send time as driver epoch seconds.  Before
+an actor starts, the driver probes its clock a few times and keeps the probe
+with the smallest round trip: offset = actor_time - (t_send + t_recv) / 2.
+The actor adds the offset to every scheduled time it is given and subtracts
+it from the epoch stamps (`scheduled_time`, `start_time`) of every record it
+returns; durations are measured on the actor's own perf_counter and never
+cross machines.
+
+Flow.  A dispatcher thread moves Jobs from `jobs` (a bounded local queue the
+runner's feeder fills) to the actors, batched, to whichever has the most
+room (threads + as many queued); a receiver thread keeps one long poll open
+per actor, which an actor answers with the records it has at most every
+BATCH_S, so results stream while the run goes.  Each reply also says which
+seqs the actor's threads are sending (the local pool's shared slots).
+
+Faults.  An actor that dies (its process, or its node) has the requests its
+threads were sending recorded as failed, "worker died: <node>/w<i> (...)";
+the jobs it had queued but not started go to the other actors, and the run
+finishes on those.  Ray's own retries and restarts are off: a request is
+never sent twice by Ray behind our back.
+
+`ray` is imported only here, and only when the backend is chosen.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import queue
+import resource
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from engine.errors import UsageError
+from engine.pool import split_threads
+from engine.records import Job, RequestRecord, Target, WorkerStats
+from engine.worker import IDLE, run_threads, tune_gc
+
+INSTALL_HINT = ("--backend ray needs Ray, which is not installed: pip install 'servebench[ray]' "
+                "(in a checkout: pip install -e '.[ray]')")
+CLOCK_PROBES = 8  # round trips per actor; the fastest one gives the offset
+POLL_WAIT_S = 0.2  # an idle actor answers a poll after this long with nothing
+BATCH_S = 0.005  # a busy actor answers at most this often: records travel in batches
+START_TIMEOUT_S = 120.0  # actors placed and started (a busy cluster may need to start workers)
+SUBMIT_TIMEOUT_S = 10.0
+UNAVAILABLE_LIMIT_S = 30.0  # an actor unreachable this long is taken for dead
+NO_ACTOR = "no Ray actor left to send it"
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    return ray
+
+
+# -- the actor --------------------------------------------------------------------
+
+class _ActorJobs:
+    """The actor's local job queue, as `run_threads` reads it: `get(timeout=)`
+    returns a Job, None once stopped and empty, or raises queue.Empty."""
+
+    def __init__(self):
+        self._jobs: collections.deque = collections.deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+
+    def extend(self, jobs: list[Job]) -> None:
+        with self._cond:
+            self._jobs.extend(jobs)
+            self._cond.notify(len(jobs))
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Job | None:
+        with self._cond:
+            if not self._jobs and not self._stopping:
+                self._cond.wait(timeout)
+            if self._jobs:
+                return self._jobs.popleft()
+            if self._stopping:
+                return None
+            raise queue.Empty
+
+
+class _ActorResults:
+    """What `run_threads` puts records into: converted to the driver's clock
+    and kept until the next poll takes them."""
+
+    def __init__(self, cond: threading.Condition, buffer: list, offset_s: float):
+        self._cond, self._buffer, self._offset = cond, buffer, offset_s
+
+    def put(self, record: RequestRecord) -> None:
+        record = dataclasses.replace(record, scheduled_time=record.scheduled_time - self._offset,
+                                     start_time=record.start_time - self._offset)
+        with self._cond:
+            self._buffer.append(record)
+            self._cond.notify_all()
+
+
+class LoadActor:
+    """One load-generating actor: the same threads as a local worker
+    process.  Made a Ray actor class by `_actor_class()`."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._buffer: list = []
+        self._jobs = _ActorJobs()
+        self._slots: list[int] = []
+        self._offset = 0.0
+        self._stats: WorkerStats | None = None
+        self._last_poll = 0.0
+
+    def hello(self) -> dict:
+        import ray
+
+        return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
+                "pid": os.getpid(), "version": _version()}
+
+    def clock(self) -> float:
+        return time.time()
+
+    def start(self, name: str, target: Target, n_threads: int, offset_s: float) -> None:
+        self._offset = offset_s
+        self._slots = [IDLE] * n_threads
+        results = _ActorResults(self._cond, self._buffer, offset_s)
+
+        def main() -> None:
+            tune_gc()
+            wall0, cpu0 = time.monotonic(), time.process_time()
+            # The actor dies with its owner, the driver: no orphan check needed.
+            run_threads(target, self._jobs, results, n_threads, self._slots, 0, name, lambda: False)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            stats = WorkerStats(worker=name, cpu_s=time.process_time() - cpu0, wall_s=time.monotonic() - wall0,
+                                peak_rss_mb=usage.ru_maxrss / 1024.0)
+            with self._cond:
+                self._stats = stats
+                self._cond.notify_all()
+
+        threading.Thread(target=main, name=f"{name}-main", daemon=True).start()
+
+    def submit(self, jobs: list[Job], stop: bool = False) -> None:
+        if jobs:
+            offset = self._offset
+            self._jobs.extend([j if j.scheduled_time is None
+                               else dataclasses.replace(j, scheduled_time=j.scheduled_time + offset)
+                               for j in jobs])
+        if stop:  # threads leave once the queue is empty
+            self._jobs.stop()
+
+    def poll(self, wait_s: float) -> tuple[list[RequestRecord], list[int], WorkerStats | None]:
+        """(records since the last poll, seqs being sent, final stats once the
+        threads have all stopped).  Answers at once when there is something,
+        but not more often than every BATCH_S."""
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            while self._stats is None:
+                now = time.monotonic()
+                if now >= deadline or (self._buffer and now >= self._last_poll + BATCH_S):
+                    break
+                self._cond.wait((min(deadline, self._last_poll + BATCH_S) if self._buffer else deadline) - now)
+            records = list(self._buffer)
+            self._buffer.clear()
+            sending = [s for s in self._slots if s != IDLE]
+            self._last_poll = time.monotonic()
+            return records, sending, self._stats
+
+
+_ACTOR_CLASS = None
+
+
+def _actor_class(ray):
+    global _ACTOR_CLASS
+    if _ACTOR_CLASS is None:
+        # num_cpus=0: placement is ours (one node each, by node id); no
+        # restarts or task retries, which would resend requests unseen.
+        _ACTOR_CLASS = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=0,
+                                  max_task_retries=0)(LoadActor)
+    return _ACTOR_CLASS
+
+
+# -- the driver side ---------------------------------------------------------------
+
+@dataclass
+class _Member:
+    index: int
+    name: str  # "<node>/w<index>", the `worker` of its rows
+    node: str
+    node_id: str
+    actor: object
+    n_threads: int
+    capacity: int  # jobs it may hold: its threads' and as many queued
+    info: dict = field(default_factory=dict)
+    assigned: dict = field(default_factory=dict)  # seq -> Job sent to it, no final record yet
+    sending: set = field(default_factory=set)  # seqs its threads were sending at its last reply
+    requests: int = 0  # final records received
+    stopped: bool = False  # told to stop once its queue is empty
+    finished: bool = False  # its threads have all stopped
+    dead: bool = False
+    unavailable_since: float | None = None
+    offset_s: float = 0.0  # its clock minus the driver's
+
+    @property
+    def accepting(self) -> bool:
+        return not (self.dead or self.finished)
+
+
+def connect(address: str | None) -> bool:
+    """ray.init: to `address`, or with "auto"/None to the running cluster,
+    else to a local Ray started for this process.  Returns True when a local
+    one was started.  Our signal handlers survive (ray.init sets its own)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    quiet = {"logging_level": "ERROR", "log_to_driver": False}
+    started = False
+    try:
+        if address in (None, "", "auto"):
+            try:
+                ray.init(address="auto", **quiet)
+            except ConnectionError:  # no cluster running: one of our own, for this run
+                ray.init(include_dashboard=False, object_store_memory=100 * 2**20, **quiet)
+                started = True
+        else:
+            ray.init(address=address, **quiet)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"--ray-address {address}: cannot connect to a Ray cluster: "
+                         + " ".join(str(exc).split())[:300]) from None
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+    return started
+
+
+def alive_nodes(ray) -> list[dict]:
+    """Alive nodes, the head first."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return sorted(nodes, key=lambda n: ("node:__internal_head__" not in n.get("Resources", {}),
+                                        n.get("NodeManagerAddress", ""), n["NodeID"]))
+
+
+def node_labels(nodes: list[dict]) -> dict[str, str]:
+    """node id -> the name its rows carry: the IP, plus the start of the node
+    id where several nodes share an IP (nodes on one machine)."""
+    ips = collections.Counter(n.get("NodeManagerAddress", "?") for n in nodes)
+    return {n["NodeID"]: (n.get("NodeManagerAddress", "?") if ips[n.get("NodeManagerAddress", "?")] == 1
+                          else f"{n.get('NodeManagerAddress', '?')}-{n['NodeID'][:6]}") for n in nodes}
+
+
+def placement(nodes: list[dict], n_actors: int | None) -> list[dict]:
+    """Which node each actor goes to: round robin, weighted by the nodes'
+    CPUs (a node with 4 CPUs gets 4 actors per 1 of a node with 1).
+    Without `n_actors`: one actor per CPU of the cluster."""
+    cpus = [max(1, int(n.get("Resources", {}).get("CPU", 1))) for n in nodes]
+    order = [node for r in range(max(cpus)) for node, c in zip(nodes, cpus) if c > r]
+    n = n_actors or len(order)
+    return [order[i % len(order)] for i in range(n)]
+
+
+def measure_clock(ray, actor, probes: int = CLOCK_PROBES) -> tuple[float, float]:
+    """(offset_s, rtt_s): the actor's clock minus the driver's, from the
+    probe with the smallest round trip."""
+    best = None
+    for _ in range(probes):
+        t_send = time.time()
+        remote = ray.get(actor.clock.remote(), timeout=START_TIMEOUT_S)
+        t_recv = time.time()
+        rtt = t_recv - t_send
+        if best is None or rtt < best[1]:
+            best = (remote - (t_send + t_recv) / 2.0, rtt)
+    return best
+
+
+class RayPool:
+    """WorkerPool's interface over Ray actors (see the module docstring)."""
+
+    def __init__(self, target: Target, parallel: int, workers: int | None, queue_ahead: int,
+                 address: str | None = "auto"):
+        started_local = connect(address)
+        ray = self._ray = import_ray()
+        nodes = alive_nodes(ray)
+        if not nodes:
+            raise UsageError(f"--ray-address {address}: the Ray cluster has no alive node")
+        places = placement(nodes, workers)
+        self.threads = split_threads(parallel, len(places))
+        labels = node_labels(nodes)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        cls = _actor_class(ray)
+        self.members: list[_Member] = []
+        for i, n in enumerate(self.threads):
+            node = places[i]
+            actor = cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+                                name=None).remote()
+            label = labels[node["NodeID"]]
+            self.members.append(_Member(i, f"{label}/w{i}", label, node["NodeID"], actor, n, 2 * n,
+                                        info={"ip": node.get("NodeManagerAddress")}))
+        self._lock = threading.Condition()
+        self._reports: list[tuple[str, list[int]]] = []
+        self._backlog: collections.deque = collections.deque()
+        self._stop_requested = False
+        self._closed = False
+        self.jobs: queue.Queue = queue.Queue(maxsize=max(queue_ahead, 1))
+        self.results: queue.Queue = queue.Queue()
+        self._t0 = time.monotonic()
+        try:
+            self._start_actors(ray, target, started_local)
+        except BaseException:
+            self._kill_actors()
+            raise
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="servebench-ray-dispatch", daemon=True)
+        self._receiver = threading.Thread(target=self._receive_loop, name="servebench-ray-receive", daemon=True)
+        self._dispatcher.start()
+        self._receiver.start()
+
+    def _start_actors(self, ray, target: Target, started_local: bool) -> None:
+        try:
+            hellos = ray.get([m.actor.hello.remote() for m in self.members], timeout=START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise UsageError(f"Ray actors did not start within {START_TIMEOUT_S:g} s "
+                             "(is the cluster short of resources?)") from None
+        except ray.exceptions.RayActorError as exc:
+            raise UsageError("a Ray actor could not start: is servebench installed, the same version, on "
+                             f"every node? ({' '.join(str(exc).split())[:300]})") from None
+        for m, hello in zip(self.members, hellos):
+            offset, rtt = measure_clock(ray, m.actor)
+            m.info.update(hello)
+            m.info.update({"clock_offset_ms": round(offset * 1000.0, 3), "clock_rtt_ms": round(rtt * 1000.0, 3),
+                           "local_ray": started_local})
+            m.offset_s = offset
+        ray.get([m.actor.start.remote(m.name, target, m.n_threads, m.offset_s) for m in self.members],
+                timeout=START_TIMEOUT_S)
+
+    # -- the runner's interface ----------------------------------------------------
+    @property
+    def total_threads(self) -> int:
+        return sum(self.threads)
+
+    def reap_dead(self) -> list[tuple[str, list[int]]]:
+        """(worker, seqs) for every actor found dead since the last call: the
+        seqs it was sending.  Once no actor is left, every job still waiting
+        is returned too, so the run can end."""
+        with self._lock:
+            if not any(m.accepting for m in self.members):
+                waiting = [job.seq for job in self._backlog]
+                self._backlog.clear()
+                while True:
+                    try:
+                        job = self.jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is not None:
+                        waiting.append(job.seq)
+                if waiting:
+                    self._reports.append((NO_ACTOR, waiting))
+            reports, self._reports = self._reports, []
+        return reports
+
+    def send_stop(self) -> None:
+        """After the last job: each actor stops once its queue is empty."""
+        with self._lock:
+            self._stop_requested = True
+            self._lock.notify_all()
+
+    def alive(self) -> int:
+        with self._lock:
+            return sum(1 for m in self.members if m.accepting)
+
+    def in_flight(self) -> list[int]:
+        with self._lock:
+            seqs = [s for m in self.members if not m.dead for s in m.sending if s in m.assigned]
+            seqs += [s for _, reported in self._reports for s in reported]
+        return seqs
+
+    def terminate(self) -> None:
+        self._closed = True
+        with self._lock:
+            self._lock.notify_all()
+        for thread in (self._dispatcher, self._receiver):
+            thread.join(timeout=2 * POLL_WAIT_S + 1.0)
+        self._kill_actors()
+
+    # -- inside ---------------------------------------------------------------------
+    def _kill_actors(self) -> None:
+        for m in self.members:
+            try:
+                self._ray.kill(m.actor, no_restart=True)
+            except Exception:  # already gone
+                pass
+
+    def _take_jobs(self, room: int) -> list[Job]:
+        """Up to `room` jobs: those of a dead actor first, then new ones."""
+        batch: list[Job] = []
+        with self._lock:
+            while self._backlog and len(batch) < room:
+                batch.append(self._backlog.popleft())
+        if not batch:
+            try:
+                job = self.jobs.get(timeout=0.05)
+            except queue.Empty:
+                return batch
+            if job is not None:
+                batch.append(job)
+        while len(batch) < room:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                batch.append(job)
+        return batch
+
+    def _dispatch_loop(self) -> None:
+        ray = self._ray
+        while not self._closed:
+            with self._lock:
+                room = sum(max(0, m.capacity - len(m.assigned)) for m in self.members if m.accepting)
+                if room == 0:
+                    self._lock.wait(0.05)
+                    continue
+            batch = self._take_jobs(room)
+            if not batch:
+                self._maybe_stop(ray)
+                continue
+            sends: dict[int, list[Job]] = collections.defaultdict(list)
+            with self._lock:
+                live = [m for m in self.members if m.accepting]
+                for job in batch:
+                    m = max(live, key=lambda m: (m.capacity - len(m.assigned), -m.index), default=None)
+                    if m is None or m.capacity - len(m.assigned) <= 0:  # an actor died meanwhile
+                        self._requeue([job])
+                        continue
+                    m.assigned[job.seq] = job
+                    sends[m.index].append(job)
+            refs = [self.members[i].actor.submit.remote(jobs) for i, jobs in sends.items()]
+            # One batch at a time per actor, so its jobs arrive in order; a
+            # dead actor's call fails at once (the receiver handles it).
+            if refs:
+                ray.wait(refs, num_returns=len(refs), timeout=SUBMIT_TIMEOUT_S)
+
+    def _maybe_stop(self, ray) -> None:
+        with self._lock:
+            if not self._stop_requested or self._backlog or not self.jobs.empty():
+                return
+            targets = [m for m in self.members if m.accepting and not m.stopped]
+            for m in targets:
+                m.stopped = True
+        refs = [m.actor.submit.remote([], True) for m in targets]
+        if refs:
+            ray.wait(refs, num_returns=len(refs), timeout=SUBMIT_TIMEOUT_S)
+
+    def _receive_loop(self) -> None:
+        ray = self._ray
+        unavailable = getattr(ray.exceptions, "ActorUnavailableError", ())  # Ray >= 2.30
+        polls: dict = {}  # ref -> member
+        retry_at: dict[int, float] = {}  # member index -> when to poll again (after "unavailable")
+        while not self._closed:
+            now = time.monotonic()
+            with self._lock:
+                members = [m for m in self.members if m.accepting]
+            polled = {p.index for p in polls.values()}
+            for m in members:
+                if m.index not in polled and retry_at.get(m.index, 0.0) <= now:
+                    polls[m.actor.poll.remote(POLL_WAIT_S)] = m
+            if not polls:
+                time.sleep(0.05)
+                continue
+            ready, _ = ray.wait(list(polls), num_returns=1, timeout=0.1)
+            for ref in ready:
+                m = polls.pop(ref)
+                try:
+                    records, sending, stats = ray.get(ref)
+                except unavailable:
+                    m.unavailable_since = m.unavailable_since or time.monotonic()
+                    if time.monotonic() - m.unavailable_since > UNAVAILABLE_LIMIT_S:
+                        self._died(m, "actor unreachable")
+                    else:
+                        retry_at[m.index] = time.monotonic() + 0.2
+                    continue
+                except ray.exceptions.RayError as exc:  # RayActorError: the actor or its node died
+                    self._died(m, _cause(exc))
+                    continue
+                m.unavailable_since = None
+                self._received(m, records, sending, stats)
+
+    def _received(self, m: _Member, records: list[RequestRecord], sending: list[int],
+                  stats: WorkerStats | None) -> None:
+        for record in records:  # into the runner's queue before they leave `in_flight`
+            self.results.put(record)
+        with self._lock:
+            for record in records:
+                if record.final:
+                    if m.assigned.pop(record.seq, None) is not None:
+                        m.requests += 1
+            m.sending = set(sending)
+            if stats is not None and not m.finished:
+                m.finished = True
+                # Jobs that reached it after its threads left: to another actor.
+                leftover = sorted(m.assigned.values(), key=lambda j: j.seq)
+                m.assigned.clear()
+                self._requeue(leftover)
+                self.results.put(self._stats(m, stats))
+            self._lock.notify_all()
+
+    def _died(self, m: _Member, cause: str) -> None:
+        with self._lock:
+            if m.dead:
+                return
+            m.dead = True
+            sending = sorted(s for s in m.sending if s in m.assigned)
+            for s in sending:
+                del m.assigned[s]
+            leftover = sorted(m.assigned.values(), key=lambda j: j.seq)  # queued there, never started
+            m.assigned.clear()
+            m.sending = set()
+            self._reports.append((f"{m.name} ({cause})", sending))
+            self._requeue(leftover)
+            self.results.put(self._stats(m, WorkerStats(worker=m.name, cpu_s=0.0,
+                                                        wall_s=time.monotonic() - self._t0), died=cause))
+            self._lock.notify_all()
+
+    def _requeue(self, jobs: list[Job]) -> None:
+        """Jobs an actor will not send go first in line for the others (lock held)."""
+        if not jobs:
+            return
+        if any(m.accepting for m in self.members):
+            self._backlog.extendleft(reversed(jobs))
+        else:
+            self._reports.append((NO_ACTOR, [j.seq for j in jobs]))
+
+    def _stats(self, m: _Member, stats: WorkerStats, died: str | None = None) -> WorkerStats:
+        """The actor's own figures plus what only the driver knows: its node,
+        clock offset, and how many requests it completed."""
+        extra = {"backend": "ray", "node": m.node, "node_id": m.node_id, "threads": m.n_threads,
+                 "requests": m.requests, **m.info}
+        if died:
+            extra["died"] = died
+        return dataclasses.replace(stats, extra=extra)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("servebench")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _cause(exc: BaseException) -> str:
+    """A few words on why an actor is gone, from Ray's (long) message."""
+    text = " ".join(str(exc).split()).lower()
+    if "its node has died" in text or "node died" in text or "node is dead" in text:
+        return "node died"
+    if "worker process has died" in text or "killed" in text:
+        return "actor process died"
+    return "actor died"
