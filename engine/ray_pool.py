@@ -41,6 +41,7 @@ import queue
 import resource
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -234,14 +235,14 @@ def connect(address: str | None) -> bool:
     quiet = {"logging_level": "ERROR", "log_to_driver": False}
     started = False
     try:
-        if address in (None, "", "auto"):
+        if address in (None, "", "auto") and not os.environ.get("RAY_ADDRESS"):
             try:
                 ray.init(address="auto", **quiet)
             except ConnectionError:  # no cluster running: one of our own, for this run
                 ray.init(include_dashboard=False, object_store_memory=100 * 2**20, **quiet)
                 started = True
-        else:
-            ray.init(address=address, **quiet)
+        else:  # an address given (here or in RAY_ADDRESS) is that cluster or an error
+            ray.init(address=address or "auto", **quiet)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise UsageError(f"--ray-address {address}: cannot connect to a Ray cluster: "
                          + " ".join(str(exc).split())[:300]) from None
@@ -339,10 +340,15 @@ class RayPool:
         except ray.exceptions.GetTimeoutError:
             raise UsageError(f"Ray actors did not start within {START_TIMEOUT_S:g} s "
                              "(is the cluster short of resources?)") from None
-        except ray.exceptions.RayActorError as exc:
+        except ray.exceptions.RayError as exc:
             raise UsageError("a Ray actor could not start: is servebench installed, the same version, on "
                              f"every node? ({' '.join(str(exc).split())[:300]})") from None
+        mine, warned = _version(), set()
         for m, hello in zip(self.members, hellos):
+            if hello.get("version") != mine and m.node not in warned:
+                warned.add(m.node)
+                print(f"servebench: warning: node {m.node} runs servebench {hello.get('version')}, this machine "
+                      f"{mine}: install the same version everywhere", file=sys.stderr)
             offset, rtt = measure_clock(ray, m.actor)
             m.info.update(hello)
             m.info.update({"clock_offset_ms": round(offset * 1000.0, 3), "clock_rtt_ms": round(rtt * 1000.0, 3),

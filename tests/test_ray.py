@@ -356,10 +356,10 @@ def test_two_nodes_every_request_recorded_with_its_node(tmp_path, cluster, mock)
     local = rows(local_db)
     assert _run_row(local_db)["backend"] == "local"
     assert len(local) == n and all(r["success"] == 1 for r in local)
-    for column, slack in (("first_chunk_latency", 0.010), ("latency", 0.015)):
-        for q in (50, 90):
-            a, b = _p([r[column] for r in result], q), _p([r[column] for r in local], q)
-            assert abs(a - b) < slack + 0.25 * b, (column, q, a, b)
+    for column, q, slack in (("first_chunk_latency", 50, 0.010), ("first_chunk_latency", 90, 0.020),
+                             ("latency", 50, 0.015), ("latency", 90, 0.025)):
+        a, b = _p([r[column] for r in result], q), _p([r[column] for r in local], q)
+        assert abs(a - b) < slack + 0.25 * b, (column, q, a, b)
 
 
 @needs_ray
@@ -434,3 +434,36 @@ def test_ctrl_c_stops_a_ray_run_as_a_local_one(tmp_path, cluster, slow_mock):
     while cluster.actors() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not cluster.actors()
+
+
+@needs_ray
+def test_a_dead_node_has_every_request_accounted_for(tmp_path, cluster, slow_mock):
+    """The second node goes away whole (raylet, agents, actor): once Ray
+    declares it dead, its requests are recorded and the run ends on the head.
+    Last in the module: the cluster has one node after it."""
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "--backend", "ray", "--ray-address", cluster.address,
+                             "--ray-workers", "2", "--url", slow_mock.chat_url, "--parallel", "4", "--number", "40",
+                             "--outputs-dir", str(tmp_path), "--no-plots"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **RAY_ENV))
+    try:
+        wait_for_rows(tmp_path, 3, timeout_s=120)
+        node2 = [p for p in cluster.processes() if os.getsid(p.pid) == cluster.sessions[1]]
+        for p in node2:
+            p.kill()
+        _, err = proc.communicate(timeout=240)  # Ray's heartbeat detector takes its time
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    (db,) = find_dbs(tmp_path)
+    result = rows(db)
+    assert len(result) == 40 and len({r["request_id"] for r in result}) == 40
+    died = [r for r in result if not r["success"]]
+    assert 1 <= len(died) <= 2, [r["error"] for r in died]
+    assert all(r["error"] == f"worker died: {r['worker']} (node died)" for r in died)
+    run = _run_row(db)
+    assert run["status"] == "completed"
+    (dead,) = [w for w in run["workers"] if w.get("died")]
+    assert dead["died"] == "node died" and dead["worker"] == died[0]["worker"]
+    assert sum(r["success"] for r in result) == 40 - len(died)
