@@ -15,7 +15,7 @@ from engine.mock.launch import start_mock
 # The mock's time to first token, the only thing that differs.
 FAST_MS, SLOW_MS = 20, 100
 N = 520  # requests per run: a p99 verdict needs 500 values (analysis.compare.min_samples)
-RATE = 150  # requests/s: about 3.5 seconds a run
+RATE = 50  # requests/s: about 10 seconds a run, light enough that three at once do not starve the client
 # A p99 of 520 requests rests on its 6 slowest, and a busy machine decides
 # those: with other suites running, a client stall put the p99 TTFT of the
 # 20 ms mock at 190 ms in one of two simultaneous runs and at 120 ms in the
