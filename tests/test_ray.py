@@ -362,13 +362,18 @@ def test_two_nodes_every_request_recorded_with_its_node(tmp_path, cluster, mock)
         assert abs(a - b) < slack + 0.25 * b, (column, q, a, b)
 
 
+def start_ray_run(cluster, mock, out, number: int, *extra: str, new_session: bool = False) -> subprocess.Popen:
+    """`python -m engine --backend ray` with two actors at --parallel 4, in the background."""
+    return subprocess.Popen([sys.executable, "-m", "engine", "--backend", "ray", "--ray-address", cluster.address,
+                             "--ray-workers", "2", "--url", mock.chat_url, "--parallel", "4", "--number", str(number),
+                             "--outputs-dir", str(out), "--no-plots", *extra],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=new_session, env=dict(os.environ, **RAY_ENV))
+
+
 @needs_ray
 def test_a_killed_actor_has_every_request_accounted_for(tmp_path, cluster, slow_mock):
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "--backend", "ray", "--ray-address", cluster.address,
-                             "--ray-workers", "2", "--url", slow_mock.chat_url, "--parallel", "4", "--number", "24",
-                             "--outputs-dir", str(tmp_path), "--no-plots"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, **RAY_ENV))
+    proc = start_ray_run(cluster, slow_mock, tmp_path, 24)
     try:
         wait_for_rows(tmp_path, 2, timeout_s=120)
         actors = cluster.actors()
@@ -406,11 +411,7 @@ def test_a_killed_actor_has_every_request_accounted_for(tmp_path, cluster, slow_
 @needs_ray
 def test_ctrl_c_stops_a_ray_run_as_a_local_one(tmp_path, cluster, slow_mock):
     # Ctrl-C at a terminal signals the whole foreground process group
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "--backend", "ray", "--ray-address", cluster.address,
-                             "--ray-workers", "2", "--url", slow_mock.chat_url, "--parallel", "4", "--number", "200",
-                             "--outputs-dir", str(tmp_path), "--no-plots", "--grace", "0.3"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=dict(os.environ, **RAY_ENV))
+    proc = start_ray_run(cluster, slow_mock, tmp_path, 200, "--grace", "0.3", new_session=True)
     try:
         db = wait_for_rows(tmp_path, 4, timeout_s=120)
         os.killpg(proc.pid, signal.SIGINT)
@@ -441,11 +442,7 @@ def test_a_dead_node_has_every_request_accounted_for(tmp_path, cluster, slow_moc
     """The second node goes away whole (raylet, agents, actor): once Ray
     declares it dead, its requests are recorded and the run ends on the head.
     Last in the module: the cluster has one node after it."""
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "--backend", "ray", "--ray-address", cluster.address,
-                             "--ray-workers", "2", "--url", slow_mock.chat_url, "--parallel", "4", "--number", "40",
-                             "--outputs-dir", str(tmp_path), "--no-plots"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, **RAY_ENV))
+    proc = start_ray_run(cluster, slow_mock, tmp_path, 40)
     try:
         wait_for_rows(tmp_path, 3, timeout_s=120)
         node2 = [p for p in cluster.processes() if os.getsid(p.pid) == cluster.sessions[1]]
