@@ -251,6 +251,18 @@ class DatasetPluginBase(ABC):
                 if line:
                     yield line
 
+    def dataset_string_field(self, path: str | None, key: str, what: str) -> Iterator[str]:
+        """The stripped `key` string of each object of a JSON list or JSON-lines
+        file, skipping empty ones and those --min/--max-prompt-length reject;
+        an item without it is a format error naming the item."""
+        for n, item in enumerate(self.dataset_json_list(path, what), 1):
+            value = item.get(key) if isinstance(item, dict) else None
+            if not isinstance(value, str):
+                raise self.dataset_format_error(path, f"item {n}", f'has no "{key}" string', what)
+            value = value.strip()
+            if value and self.prompt_fits(value):
+                yield value
+
     def dataset_json_list(self, dataset: str | None, what: str | None = None) -> Iterator[Any]:
         """Items of a JSON list file, or the objects of a JSON-lines file.
         `what` describes the expected file in error messages."""
@@ -293,6 +305,18 @@ class DatasetPluginBase(ABC):
         """The error for a file that is there but not in the expected format:
         `raise self.dataset_format_error(path, "line 3", "has no 'question'", what)`."""
         return DatasetError(f"dataset file '{dataset}' {where} {problem}: expected {what}")
+
+
+def last_usage(responses: list, prompt_key: str, completion_key: str) -> tuple[int | None, int | None]:
+    """(prompt, completion) tokens from the last event whose `usage` has a
+    completion count: usage comes in its own final chunk, or inside the last
+    chunk with choices, or (DashScope) cumulative in every event."""
+    for payload in reversed(responses):
+        data = load_json(payload)
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if isinstance(usage, dict) and usage.get(completion_key) is not None:
+            return usage.get(prompt_key), usage.get(completion_key)
+    return None, None
 
 
 def fill_query_template(template: str, model: str, prompt: str) -> dict:

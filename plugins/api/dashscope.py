@@ -40,7 +40,7 @@ import copy
 from typing import Any
 
 from engine.arguments import Arguments
-from plugins.base import ApiPluginBase, fill_query_template, load_json, messages_text
+from plugins.base import ApiPluginBase, fill_query_template, last_usage, load_json, messages_text
 
 TOP_LEVEL_KEYS = ("model", "input", "parameters")
 
@@ -83,12 +83,7 @@ class DashScopePlugin(ApiPluginBase):
 
     def parse_responses(self, responses: list, request: Any = None, **kwargs: Any):
         # Usage is cumulative in every event: the last one is the total.
-        for payload in reversed(responses):
-            data = load_json(payload)
-            usage = data.get("usage") if isinstance(data, dict) else None
-            if isinstance(usage, dict) and usage.get("output_tokens") is not None:
-                return usage.get("input_tokens"), usage.get("output_tokens")
-        return None, None
+        return last_usage(responses, "input_tokens", "output_tokens")
 
     def output_event_indexes(self, responses: list[str], request: Any = None) -> list[int]:
         return _Reading(responses, self._asked_incremental(request)).output_indexes

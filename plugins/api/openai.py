@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.arguments import Arguments
-from plugins.base import ApiPluginBase, fill_query_template, load_json, messages_text
+from plugins.base import ApiPluginBase, fill_query_template, last_usage, load_json, messages_text
 
 
 class OpenaiPlugin(ApiPluginBase):
@@ -40,14 +40,7 @@ class OpenaiPlugin(ApiPluginBase):
         return body
 
     def parse_responses(self, responses: list, request: Any = None, **kwargs: Any):
-        # The usage object may come in its own final chunk (choices == []) or
-        # inside the last chunk that also carries choices: take the last seen.
-        for payload in reversed(responses):
-            data = load_json(payload)
-            usage = data.get("usage") if isinstance(data, dict) else None
-            if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
-                return usage.get("prompt_tokens"), usage.get("completion_tokens")
-        return None, None
+        return last_usage(responses, "prompt_tokens", "completion_tokens")
 
     def stream_incomplete(self, responses: list[str], saw_done: bool) -> str | None:
         """Servers differ: some end without `[DONE]`, but every complete

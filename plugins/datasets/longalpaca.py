@@ -12,11 +12,5 @@ class LongalpacaDataset(DatasetPluginBase):
     """One chat prompt per "instruction" of a local LongAlpaca JSON file (--dataset-path)."""
 
     def build_messages(self) -> Iterator[list[dict]]:
-        path = self.query_parameters.dataset_path
-        for n, item in enumerate(self.dataset_json_list(path, WHAT), 1):
-            instruction = item.get("instruction") if isinstance(item, dict) else None
-            if not isinstance(instruction, str):
-                raise self.dataset_format_error(path, f"item {n}", 'has no "instruction" string', WHAT)
-            instruction = instruction.strip()
-            if instruction and self.prompt_fits(instruction):
-                yield [self.create_message(instruction)]
+        for text in self.dataset_string_field(self.query_parameters.dataset_path, "instruction", WHAT):
+            yield [self.create_message(text)]

@@ -12,11 +12,5 @@ class OpenqaDataset(DatasetPluginBase):
     """One chat prompt per "question" of a local JSON-lines file (--dataset-path), as evalscope's openqa."""
 
     def build_messages(self) -> Iterator[list[dict]]:
-        path = self.query_parameters.dataset_path
-        for n, item in enumerate(self.dataset_json_list(path, WHAT), 1):
-            question = item.get("question") if isinstance(item, dict) else None
-            if not isinstance(question, str):
-                raise self.dataset_format_error(path, f"item {n}", 'has no "question" string', WHAT)
-            question = question.strip()
-            if question and self.prompt_fits(question):
-                yield [self.create_message(question)]
+        for text in self.dataset_string_field(self.query_parameters.dataset_path, "question", WHAT):
+            yield [self.create_message(text)]
