@@ -20,6 +20,10 @@ class Target:
     read_timeout_s: float
     verify_tls: bool = True
     retries: int = 0  # extra attempts after a transport failure, 429 or 5xx
+    # Request line and headers as requests prepared them, without the per-job
+    # id and length (engine.transport.prepared): workers need not import requests.
+    request_head: bytes = b""
+    ca_bundle: str | None = None  # requests' CA bundle, for https
 
 
 @dataclass(frozen=True, slots=True)

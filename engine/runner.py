@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
+from engine import transport
 from engine.arguments import REDACTED, Arguments
 from engine.derive import to_row
 from engine.errors import DatasetError, Terminated, UsageError
@@ -224,9 +225,9 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> Run
         raise UsageError(f"'{db_path}' already exists and is never overwritten: pass another --name or remove it")
     headers = args.request_headers()
     headers.update(api.request_headers(args))
-    target = Target(url=args.url, headers=tuple(headers.items()), stream=args.stream,
-                    connect_timeout_s=args.connect_timeout, read_timeout_s=args.read_timeout,
-                    verify_tls=not args.insecure, retries=args.retries)
+    target = transport.prepared(Target(url=args.url, headers=tuple(headers.items()), stream=args.stream,
+                                       connect_timeout_s=args.connect_timeout, read_timeout_s=args.read_timeout,
+                                       verify_tls=not args.insecure, retries=args.retries))
     # Workers first: a Ray cluster that cannot be reached leaves no empty database.
     pool = _make_pool(args, target)
     try:

@@ -1,0 +1,318 @@
+"""One keep-alive HTTP/1.1 connection of a worker thread: a request's bytes
+out in one write, the reply read back with the time each piece arrived.
+
+Why not requests' own exchange: `HTTPAdapter.send` and what lies under it
+(urllib3's pool, http.client's header writing, the email-parser header
+reading, cookie extraction) cost 670 us of CPU per request on our 2-core
+reference machine, 900 us with 32 threads sharing a GIL; this module costs
+40-55 us (scripts/bench_fidelity.py, docs/benchmarks.md).  At thousands of
+requests a second that difference is the whole machine, and every microsecond
+a worker spends is one a neighbouring stream waits to be stamped.  requests
+still builds each thread's request (headers, auth, URL, body encoding): see
+engine.transport.
+
+Arrival times come from the kernel where it can give them (Linux, plain
+TCP): SO_TIMESTAMPNS stamps each segment as the network stack receives it,
+so a thread that was waiting for the GIL or the CPU does not move its stamp.
+A read that returns several segments at once carries the stamp of the
+latest.  Elsewhere (TLS, other systems) a piece is stamped when the read
+returns.
+"""
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import struct
+import sys
+import time
+from typing import Iterator
+from urllib.parse import urlsplit
+
+READ_SIZE = 65536  # an upper bound: a read returns whatever has arrived
+MAX_HEAD_BYTES = 65536
+# Linux's SO_TIMESTAMPNS (also the control message type); Python does not name it.
+SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
+_TIMESPEC = struct.Struct("@qq")
+_TIMEVAL = struct.Struct("@ll")
+_ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+
+
+class ConnectTimeout(Exception):
+    """No connection (or TLS handshake) within the connect timeout."""
+
+
+class ReadTimeout(Exception):
+    """Nothing arrived (or nothing could be written) within the read timeout."""
+
+
+class ServerClosed(Exception):
+    """The server closed the connection before the reply was complete."""
+
+
+class BadResponse(Exception):
+    """Bytes that are not an HTTP/1.1 reply we can read."""
+
+
+class Reply:
+    """The head of a reply, and its body as (bytes, arrival epoch) pieces."""
+
+    __slots__ = ("status", "headers", "_conn", "arrival", "_buffer", "_reusable")
+
+    def __init__(self, status: int, headers: dict[str, str], conn: "Connection", buffer: bytes, stamp: float,
+                 reusable: bool):
+        self.status, self.headers, self._conn = status, headers, conn
+        self.arrival = stamp  # when the head arrived
+        self._buffer, self._reusable = buffer, reusable
+
+    def body(self) -> Iterator[tuple[bytes, float]]:
+        """The body's pieces as they arrive, de-chunked; the connection is
+        kept for the next request only when the body was read to its end."""
+        headers = self.headers
+        if self.status in (204, 304):
+            pieces: Iterator[tuple[bytes, float]] = iter(())
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            pieces = self._chunked()
+        elif "content-length" in headers:
+            try:
+                length = int(headers["content-length"])
+            except ValueError:
+                raise BadResponse(f"Content-Length {headers['content-length']!r}") from None
+            pieces = self._sized(length)
+        else:
+            self._reusable = False
+            pieces = self._until_close()
+        complete = False
+        try:
+            yield from pieces
+            complete = True
+        finally:
+            self._conn.release(complete and self._reusable)
+
+    def _more(self) -> tuple[bytes, float]:
+        data, stamp = self._conn.receive()
+        if not data:
+            raise ServerClosed()
+        return data, stamp
+
+    def _sized(self, length: int) -> Iterator[tuple[bytes, float]]:
+        data, stamp = self._buffer[:length], self.arrival
+        while True:
+            if data:
+                yield data, stamp
+                length -= len(data)
+            if length <= 0:
+                return
+            data, stamp = self._more()
+            data = data[:length]
+
+    def _until_close(self) -> Iterator[tuple[bytes, float]]:
+        data, stamp = self._buffer, self.arrival
+        while True:
+            if data:
+                yield data, stamp
+            data, stamp = self._conn.receive()
+            if not data:
+                return
+
+    def _chunked(self) -> Iterator[tuple[bytes, float]]:
+        # An index into the current buffer instead of slicing it at every
+        # chunk: a 64 KiB read of tiny chunks stays linear.
+        buf, pos, stamp = self._buffer, 0, self.arrival
+        while True:
+            end = buf.find(b"\r\n", pos)
+            while end < 0:
+                if len(buf) - pos > MAX_HEAD_BYTES:
+                    raise BadResponse("chunk size line too long")
+                data, stamp = self._more()
+                buf, pos = buf[pos:] + data, 0
+                end = buf.find(b"\r\n")
+            try:
+                size = int(buf[pos:end].split(b";", 1)[0], 16)
+            except ValueError:
+                raise BadResponse(f"chunk size {bytes(buf[pos:end][:20])!r}") from None
+            pos = end + 2
+            if size == 0:  # trailer lines, then the empty line that ends the body
+                while True:
+                    end = buf.find(b"\r\n", pos)
+                    if end < 0:
+                        data, stamp = self._more()
+                        buf, pos = buf[pos:] + data, 0
+                        continue
+                    if end == pos:
+                        return
+                    pos = end + 2
+            while size > 0:
+                if pos >= len(buf):
+                    buf, stamp = self._more()
+                    pos = 0
+                piece = buf[pos:pos + size]
+                pos += len(piece)
+                size -= len(piece)
+                yield piece, stamp
+            while len(buf) - pos < 2:
+                data, stamp = self._more()
+                buf, pos = buf[pos:] + data, 0
+            if buf[pos:pos + 2] != b"\r\n":
+                raise BadResponse("chunk not followed by CRLF")
+            pos += 2
+
+
+class Connection:
+    """One thread's connection to the server, reopened when the server has
+    closed it.  Not thread-safe: one per worker thread."""
+
+    def __init__(self, url: str, connect_timeout_s: float, read_timeout_s: float, verify_tls: bool,
+                 ca_bundle: str | None = None):
+        parts = urlsplit(url)
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if self.tls else 80)
+        self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
+        self._context: ssl.SSLContext | None = None
+        if self.tls:
+            self._context = ssl.create_default_context(cafile=ca_bundle)
+            if not verify_tls:
+                self._context.check_hostname = False
+                self._context.verify_mode = ssl.CERT_NONE
+        self._sock: socket.socket | None = None
+        self._kernel_stamps = False
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def release(self, reusable: bool) -> None:
+        """After a reply: keep the connection, or close it when its state is
+        unknown (an unfinished body) or the server asked to."""
+        if not reusable:
+            self.close()
+
+    def send(self, data: bytes) -> float:
+        """Write one request; return the epoch when it went out (or when the
+        connect it needed began: a new connection is part of what the
+        request costs)."""
+        sock = self._sock
+        if sock is not None and _closed_by_peer(sock):
+            self.close()
+            sock = None
+        started = time.time()
+        if sock is None:
+            sock = self._connect()
+        try:
+            sock.sendall(data)
+        except BlockingIOError:  # SO_SNDTIMEO ran out: the server reads nothing
+            self.close()
+            raise ReadTimeout() from None
+        except BaseException:
+            self.close()
+            raise
+        return started
+
+    def reply(self) -> Reply:
+        """Read the head of the reply (skipping any 1xx)."""
+        try:
+            buf, stamp = b"", 0.0
+            while True:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > MAX_HEAD_BYTES:
+                        raise BadResponse(f"reply head larger than {MAX_HEAD_BYTES // 1024} KiB")
+                    data, stamp = self.receive()
+                    if not data:
+                        raise ServerClosed()
+                    buf += data
+                    continue
+                version, status, headers = _parse_head(buf[:end])
+                buf = buf[end + 4:]
+                if 100 <= status < 200:  # 100 Continue and the like: the real head follows
+                    continue
+                connection = headers.get("connection", "").lower()
+                reusable = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
+                return Reply(status, headers, self, buf, stamp, reusable)
+        except BaseException:
+            self.close()
+            raise
+
+    def receive(self) -> tuple[bytes, float]:
+        """What has arrived (b"" at end of stream), and when."""
+        sock = self._sock
+        if sock is None:
+            raise ServerClosed()
+        if not self._kernel_stamps:
+            return sock.recv(READ_SIZE), time.time()
+        try:
+            data, ancillary, _, _ = sock.recvmsg(READ_SIZE, _ANCILLARY_BYTES)
+        except BlockingIOError:  # SO_RCVTIMEO ran out
+            raise ReadTimeout() from None
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                seconds, nanos = _TIMESPEC.unpack_from(value)
+                return data, seconds + nanos * 1e-9
+        return data, time.time()
+
+    def _connect(self) -> socket.socket:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout_s)
+        except socket.timeout:
+            raise ConnectTimeout() from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._kernel_stamps = False
+            if self._context is not None:
+                try:
+                    sock = self._context.wrap_socket(sock, server_hostname=self.host)
+                except socket.timeout:
+                    raise ConnectTimeout() from None
+                sock.settimeout(self.read_timeout_s)
+            elif SO_TIMESTAMPNS is not None:
+                # Linux, plain TCP: the kernel stamps arrivals and enforces the
+                # read timeout itself.  Python's own timeout would poll before
+                # every read: two more system calls and one more GIL hand-over
+                # per event, which at 256 streams is a tenth of the CPU.
+                sock.settimeout(None)
+                timeout = _TIMEVAL.pack(int(self.read_timeout_s), int(self.read_timeout_s % 1 * 1e6))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeout)
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                self._kernel_stamps = True
+            else:
+                sock.settimeout(self.read_timeout_s)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        return sock
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """A kept connection the server has since closed (or written to out of
+    turn) reads as ready: reconnect rather than send into it."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    if not version.startswith("HTTP/"):
+        raise BadResponse(f"status line {lines[0][:40]!r}")
+    try:
+        status = int(rest[:3])
+    except ValueError:
+        raise BadResponse(f"status line {lines[0][:40]!r}") from None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        name = name.strip().lower()
+        value = value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return version, status, headers
