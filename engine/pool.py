@@ -7,6 +7,7 @@ knows exactly which requests went with it.
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 from dataclasses import dataclass
 
 from engine.records import Target
@@ -15,6 +16,7 @@ from engine.worker import IDLE, run_worker
 # spawn: workers start clean (no inherited threads, plugins or pandas), the
 # same on every platform; it costs a fraction of a second per run.
 CONTEXT = mp.get_context("spawn")
+READY_TIMEOUT_S = 30.0
 
 
 def split_threads(parallel: int, workers: int) -> list[int]:
@@ -39,6 +41,7 @@ class WorkerPool:
         self.results = CONTEXT.Queue()
         self.threads = split_threads(parallel, workers)
         self.slots = CONTEXT.Array("q", [IDLE] * sum(self.threads), lock=False)
+        self._ready = CONTEXT.Semaphore(0)  # one release per process whose threads run
         self.members: list[_Member] = []
         self._next_index = 0
         self._stopping = False
@@ -58,9 +61,18 @@ class WorkerPool:
             self.slots[slot_base + t] = IDLE
         process = CONTEXT.Process(target=run_worker, name=f"servebench-w{index}", daemon=True,
                                   args=(index, self.target, self.jobs, self.results, n_threads,
-                                        self.slots, slot_base))
+                                        self.slots, slot_base, self._ready))
         process.start()
         return _Member(index, process, n_threads, slot_base)
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until every process has started its threads (imports and spawn take
+        a fraction of a second): an open-loop schedule starts after this, so
+        its first requests are not late before a worker exists to send them."""
+        deadline = time.monotonic() + timeout_s
+        for _ in self.members:
+            if not self._ready.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                return  # a process that never starts is reaped as dead; the run goes on
 
     def reap_dead(self) -> list[tuple[str, list[int]]]:
         """Replace every process that died before it was told to stop; return

@@ -362,6 +362,9 @@ class RayPool:
     def total_threads(self) -> int:
         return sum(self.threads)
 
+    def wait_ready(self, timeout_s: float = 0.0) -> None:
+        """The actors started in __init__: ready already."""
+
     def reap_dead(self) -> list[tuple[str, list[int]]]:
         """(worker, seqs) for every actor found dead since the last call: the
         seqs it was sending.  Once no actor is left, every job still waiting

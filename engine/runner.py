@@ -136,6 +136,7 @@ class _Run:
                         while not self.warmup_done.wait(0.1):
                             if self.stop.is_set():
                                 return
+                        pool.wait_ready()
                         t0 = time.time() + (RATE_LEAD_S if args.rate is not None else 0.0)
                         deadline = None if args.duration is None else t0 + args.duration
                     offset = next(offsets)

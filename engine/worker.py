@@ -27,9 +27,10 @@ RETRY_BACKOFF_S = 0.5  # first wait before a retry without Retry-After; doubles 
 MAX_RETRY_WAIT_S = 30.0
 
 
-def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots, slot_base: int) -> None:
+def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots, slot_base: int, ready) -> None:
     """Process entry point.  `slots[slot_base + t]` holds the seq thread t is
-    sending, so the coordinator can account for it if this process dies."""
+    sending, so the coordinator can account for it if this process dies;
+    `ready` (a semaphore) is released once the threads run."""
     # Ctrl-C goes to the whole process group: the coordinator decides what
     # happens, workers keep going until told to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -37,7 +38,8 @@ def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots,
     name = f"w{index}"
     parent = os.getppid()
     wall0, cpu0 = time.monotonic(), time.process_time()
-    run_threads(target, jobs, results, n_threads, slots, slot_base, name, lambda: os.getppid() != parent)
+    run_threads(target, jobs, results, n_threads, slots, slot_base, name, lambda: os.getppid() != parent,
+                started=ready.release)
     if os.getppid() != parent:  # orphaned: nobody will read what is left in the pipe
         results.cancel_join_thread()
         return
@@ -60,19 +62,21 @@ def tune_gc() -> None:
 
 
 def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base: int, name: str,
-                orphaned: Callable[[], bool]) -> None:
+                orphaned: Callable[[], bool], started: Callable[[], object] | None = None) -> None:
     """The worker loop, shared by a local worker process and a Ray actor
     (engine.ray_pool): `n_threads` threads, each with its own
     transport.Sender, take Jobs from `jobs` (`get(timeout=)`; None = stop),
     put each RequestRecord into `results` (`put(record)`), and hold the seq
     they are sending in `slots[slot_base + t]`.  Returns when every thread
     has stopped; `orphaned()` is asked while idle whether the coordinator is
-    gone."""
+    gone; `started()` is called once every thread runs."""
     threads = [threading.Thread(target=_thread_loop, name=f"{name}-t{t}", daemon=True,
                                 args=(target, jobs, results, slots, slot_base + t, name, orphaned))
                for t in range(n_threads)]
     for thread in threads:
         thread.start()
+    if started is not None:
+        started()
     for thread in threads:
         thread.join()
 
