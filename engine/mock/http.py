@@ -16,6 +16,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
+from . import rxstamp
 from .plan import ResponsePlan, openai_error, reason
 from .truth import TruthRecord
 
@@ -81,10 +82,12 @@ class HttpConnection(asyncio.Protocol):
         self._head_bytes = b""
         self._i = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._rx: rxstamp.StampingSocket | None = None
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._rx = rxstamp.install(transport)
         stats = self.server.stats
         stats.connections_opened += 1
         stats.connections_open += 1
@@ -180,8 +183,10 @@ class HttpConnection(asyncio.Protocol):
 
     # -- one request -------------------------------------------------------------
     def _dispatch(self, body: bytes) -> None:
-        arrival = time.time()
+        read_at = time.time()
         arrival_loop = self.loop.time()
+        # the kernel's stamp of the read that completed this request, when there is one
+        arrival = self._rx.stamp if self._rx is not None and self._rx.stamp is not None else read_at
         method, target, version, headers = self._head  # type: ignore[misc]
         self._head = None
         self._need = 0
@@ -196,7 +201,7 @@ class HttpConnection(asyncio.Protocol):
                       keep_alive)
         rec = None
         if server.truth.enabled and path not in ("/truth", "/stats"):
-            rec = TruthRecord(rid, self.conn_id, self.n_requests, method, path, arrival)
+            rec = TruthRecord(rid, self.conn_id, self.n_requests, method, path, arrival, read_at)
             server.truth.add(rec)
         try:
             plan = server.respond(req, rec)

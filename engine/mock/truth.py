@@ -10,7 +10,10 @@ Schema of one record (GET /truth returns a JSON list of these):
   method, path        e.g. "POST", "/v1/chat/completions"
   stream              true when the reply is chunked SSE
   status              HTTP status sent
-  arrival             time.time() when the whole request had been read
+  arrival             when the last bytes of the request reached the server: the
+                      kernel's receive stamp (Linux, plain TCP), else = read
+  read                time.time() when the server's loop read the whole request
+                      and began the reply (the reply's timing counts from here)
   event_times         time.time() right after transport.write of each event
                       (for a non-streamed reply: the one body)
   event_direct        per event: true if the transport's buffer was empty after
@@ -32,17 +35,18 @@ from typing import Any
 
 class TruthRecord:
     __slots__ = ("request_id", "conn_id", "conn_seq", "method", "path", "stream", "status",
-                 "arrival", "event_times", "event_direct", "content_start", "content_count",
+                 "arrival", "read", "event_times", "event_direct", "content_start", "content_count",
                  "end", "aborted", "prompt_tokens", "completion_tokens")
 
     def __init__(self, request_id: str, conn_id: int, conn_seq: int, method: str, path: str,
-                 arrival: float) -> None:
+                 arrival: float, read: float | None = None) -> None:
         self.request_id = request_id
         self.conn_id = conn_id
         self.conn_seq = conn_seq
         self.method = method
         self.path = path
         self.arrival = arrival
+        self.read = arrival if read is None else read
         self.stream = False
         self.status = 0
         self.event_times: list[float] = []
@@ -59,7 +63,7 @@ class TruthRecord:
         return {
             "request_id": self.request_id, "conn_id": self.conn_id, "conn_seq": self.conn_seq,
             "method": self.method, "path": self.path, "stream": self.stream,
-            "status": self.status, "arrival": self.arrival,
+            "status": self.status, "arrival": self.arrival, "read": self.read,
             "event_times": list(self.event_times), "event_direct": list(self.event_direct),
             "content_times": content,
             "first_content_time": content[0] if content else None,
