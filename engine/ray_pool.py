@@ -14,8 +14,8 @@ an actor starts, the driver probes its clock a few times and keeps the probe
 with the smallest round trip: offset = actor_time - (t_send + t_recv) / 2.
 The actor adds the offset to every scheduled time it is given and subtracts
 it from the epoch stamps (`scheduled_time`, `start_time`) of every record it
-returns; durations are measured on the actor's own perf_counter and never
-cross machines.
+returns; durations are differences of the actor's own stamps (its clock and
+its kernel's receive stamps) and never cross machines.
 
 Flow.  A dispatcher thread moves Jobs from `jobs` (a bounded local queue the
 runner's feeder fills) to the actors, batched, to whichever has the most

@@ -191,6 +191,11 @@ class Connection:
         if not reusable:
             self.close()
 
+    def open(self) -> None:
+        """Connect now, if not connected (a failure raises, as in send)."""
+        if self._sock is None:
+            self._connect()
+
     def send(self, data: bytes) -> float:
         """Write one request; return the epoch when it went out (or when the
         connect it needed began: a new connection is part of what the

@@ -1,5 +1,6 @@
-"""A worker process: T threads, each with its own requests.Session, pulling
-Jobs from a shared queue and pushing RequestRecords back.
+"""A worker process: T threads, each with its own keep-alive connection
+(engine.transport), pulling Jobs from a shared queue and pushing
+RequestRecords back.
 
 Blocking I/O releases the GIL, so threads give concurrency within a
 process; several processes keep the parsing of one busy stream from
@@ -69,21 +70,31 @@ def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base:
     put each RequestRecord into `results` (`put(record)`), and hold the seq
     they are sending in `slots[slot_base + t]`.  Returns when every thread
     has stopped; `orphaned()` is asked while idle whether the coordinator is
-    gone; `started()` is called once every thread runs."""
+    gone; `started()` is called once every thread has its connection open."""
+    waiting = [n_threads]
+    lock = threading.Lock()
+
+    def thread_ready() -> None:
+        with lock:
+            waiting[0] -= 1
+            last = waiting[0] == 0
+        if last and started is not None:
+            started()
+
     threads = [threading.Thread(target=_thread_loop, name=f"{name}-t{t}", daemon=True,
-                                args=(target, jobs, results, slots, slot_base + t, name, orphaned))
+                                args=(target, jobs, results, slots, slot_base + t, name, orphaned, thread_ready))
                for t in range(n_threads)]
     for thread in threads:
         thread.start()
-    if started is not None:
-        started()
     for thread in threads:
         thread.join()
 
 
 def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str,
-                 orphaned: Callable[[], bool]) -> None:
+                 orphaned: Callable[[], bool], ready: Callable[[], None]) -> None:
     sender = transport.Sender(target)
+    sender.warm()
+    ready()
     while True:
         try:
             job: Job | None = jobs.get(timeout=PARENT_CHECK_S)
