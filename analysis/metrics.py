@@ -32,6 +32,9 @@ TPOT_DEFINITIONS = {
 # same in JSON (dashboards expect a number) and show it as INF on screen.
 RATE_UNLIMITED = -1
 CPU_WARN_FRACTION = 0.85
+# Below this a worker's CPU/wall ratio is thread start-up, not load: a run of
+# a couple of requests read "busy 104 % (cpu 0.0 s / wall 0.0 s)".
+CPU_WARN_MIN_WALL_S = 1.0
 LAG_WARN_MS = 100.0
 NDIGITS = 4
 
@@ -418,7 +421,7 @@ def _client_health(frames: Frames) -> tuple[float, list[str]]:
             continue
         fraction = cpu / wall
         max_cpu = fraction * 100.0 if math.isnan(max_cpu) else max(max_cpu, fraction * 100.0)
-        if fraction > CPU_WARN_FRACTION:
+        if fraction > CPU_WARN_FRACTION and wall >= CPU_WARN_MIN_WALL_S:
             warnings.append(
                 f"worker {w.get('worker')} was busy {fraction:.0%} of the run "
                 f"(cpu {cpu:.1f} s / wall {wall:.1f} s): latencies may include client-side delay"

@@ -111,6 +111,16 @@ def test_summary_matches_hand_computation(run_db):
     assert not any("w1" in w for w in s["Warnings"])
 
 
+def test_no_busy_warning_from_a_run_too_short_to_measure_it(tmp_path):
+    # two requests: the thread start-up alone is "104 %" of a 0.04 s wall
+    workers = [{"worker": "w0", "cpu_s": 0.042, "wall_s": 0.04}, {"worker": "w1", "cpu_s": 1.8, "wall_s": 2.0}]
+    path = write_db(str(tmp_path), [req(0, start=T0, latency=0.02, chunk_times=[0.01], completion=1)],
+                    args={"parallel": 2, "rate": None}, workers=workers)
+    s = analysis.summary(analysis.load(path))
+    assert not any("w0" in w for w in s["Warnings"])
+    assert any("w1" in w and "90%" in w for w in s["Warnings"])
+
+
 def test_summary_keys_are_evalscopes_then_ours(run_db):
     keys = list(analysis.summary(run_db))
     evalscope = ["Test Duration (s)", "Concurrency", "Request Rate (req/s)", "Total Requests", "Success Requests",
