@@ -3,9 +3,10 @@ out in one write, the reply read back with the time each piece arrived.
 
 Why not requests' own exchange: `HTTPAdapter.send` and what lies under it
 (urllib3's pool, http.client's header writing, the email-parser header
-reading, cookie extraction) cost 670 us of CPU per request on our 2-core
-reference machine, 900 us with 32 threads sharing a GIL; this module costs
-40-55 us (scripts/bench_fidelity.py, docs/benchmarks.md).  At thousands of
+reading, cookie extraction) cost 670 us of CPU per non-streamed request on
+our 2-core reference machine, 900 us with 32 threads sharing a GIL; a whole
+engine.transport.Sender exchange over this module costs 160 and 130 us
+(docs/benchmarks.md, "Measurement fidelity").  At thousands of
 requests a second that difference is the whole machine, and every microsecond
 a worker spends is one a neighbouring stream waits to be stamped.  requests
 still builds each thread's request (headers, auth, URL, body encoding): see
