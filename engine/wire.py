@@ -36,7 +36,17 @@ MAX_HEAD_BYTES = 65536
 SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
 _TIMESPEC = struct.Struct("@qq")
 _TIMEVAL = struct.Struct("@ll")
-_ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+
+
+def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The SO_TIMESTAMPNS receive stamp (epoch seconds) in what recvmsg
+    returned alongside the data, if there is one."""
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+            seconds, nanos = _TIMESPEC.unpack_from(value)
+            return seconds + nanos * 1e-9
+    return None
 
 
 class ConnectTimeout(Exception):
@@ -251,14 +261,11 @@ class Connection:
         if not self._kernel_stamps:
             return sock.recv(READ_SIZE), time.time()
         try:
-            data, ancillary, _, _ = sock.recvmsg(READ_SIZE, _ANCILLARY_BYTES)
+            data, ancillary, _, _ = sock.recvmsg(READ_SIZE, ANCILLARY_BYTES)
         except BlockingIOError:  # SO_RCVTIMEO ran out
             raise ReadTimeout() from None
-        for level, kind, value in ancillary:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
-                seconds, nanos = _TIMESPEC.unpack_from(value)
-                return data, seconds + nanos * 1e-9
-        return data, time.time()
+        stamp = kernel_stamp(ancillary)
+        return data, time.time() if stamp is None else stamp
 
     def _connect(self) -> socket.socket:
         try:

@@ -10,12 +10,8 @@ Elsewhere, and under TLS, arrival is the read time, as before.
 from __future__ import annotations
 
 import socket
-import struct
-import sys
 
-SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None  # Python does not name it
-_TIMESPEC = struct.Struct("@qq")
-_ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+from engine.wire import ANCILLARY_BYTES, SO_TIMESTAMPNS, kernel_stamp
 
 
 class StampingSocket:
@@ -29,11 +25,10 @@ class StampingSocket:
         self.stamp: float | None = None
 
     def recv(self, size: int) -> bytes:
-        data, ancillary, _, _ = self._sock.recvmsg(size, _ANCILLARY_BYTES)
-        for level, kind, value in ancillary:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
-                seconds, nanos = _TIMESPEC.unpack_from(value)
-                self.stamp = seconds + nanos * 1e-9
+        data, ancillary, _, _ = self._sock.recvmsg(size, ANCILLARY_BYTES)
+        stamp = kernel_stamp(ancillary)
+        if stamp is not None:
+            self.stamp = stamp
         return data
 
     def __getattr__(self, name: str):
