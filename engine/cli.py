@@ -22,6 +22,7 @@ SUBCOMMANDS = ("mock", "plugins", "report", "compare")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            return _subcommand(argv[0], argv[1:])
-        return _run(argv)
+            code = _subcommand(argv[0], argv[1:])
+        else:
+            code = _run(argv)
+        sys.stdout.flush()  # a reader that left shows here, not in Python's flush at exit
+        return code
     except UsageError as e:
         if debug:
             traceback.print_exc()
@@ -39,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as stop:
         print("servebench: interrupted", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `servebench plugins | head`: the reader left, which is not an error
+        # to report.  Point stdout at /dev/null so the flush at exit is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as e:  # our bug or the environment's: one line unless --debug
         if debug:
             traceback.print_exc()

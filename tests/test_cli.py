@@ -60,3 +60,22 @@ def test_a_run_never_overwrites_a_database(tmp_path, mock):
     proc = run_engine(*args, check=False)
     assert proc.returncode == 2 and "already exists" in proc.stderr
     assert open(db, "rb").read() == before
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_a_reader_that_leaves_is_not_an_error(unbuffered):
+    """`servebench plugins | head -1`: no error line, and 141 as for SIGPIPE."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "plugins"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            env=env)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert (proc.returncode, err) == (141, b"")
