@@ -38,9 +38,9 @@ _EXPORTS = {
     "plot_output_rate": "analysis.plots",
     "plot_error_rate": "analysis.plots",
     "plot_ttft_vs_prompt": "analysis.plots",
-    "plot_throughput_vs_load": "analysis.plots",
-    "plot_ttft_vs_throughput": "analysis.plots",
-    "plot_tpot_vs_throughput": "analysis.plots",
+    "plot_throughput_vs_load": "analysis.sweep_plots",
+    "plot_ttft_vs_throughput": "analysis.sweep_plots",
+    "plot_tpot_vs_throughput": "analysis.sweep_plots",
 }
 
 __all__ = sorted(_EXPORTS)
