@@ -240,7 +240,7 @@ def test_actor_loop_converts_times_between_clocks(mock, monkeypatch):
     """The actor's thread loop, in this process, on a machine whose clock is
     1000 s ahead: the job leaves at the driver's scheduled time and the
     record comes back in the driver's clock (the mock's own clock agrees)."""
-    from engine.ray_pool import LoadActor
+    from engine.ray_actor import LoadActor
     from engine.records import Job, Target
 
     skew = 1000.0
