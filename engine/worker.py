@@ -65,7 +65,7 @@ def tune_gc() -> None:
 def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base: int, name: str,
                 orphaned: Callable[[], bool], started: Callable[[], object] | None = None) -> None:
     """The worker loop, shared by a local worker process and a Ray actor
-    (engine.ray_pool): `n_threads` threads, each with its own
+    (engine.ray_actor): `n_threads` threads, each with its own
     transport.Sender, take Jobs from `jobs` (`get(timeout=)`; None = stop),
     put each RequestRecord into `results` (`put(record)`), and hold the seq
     they are sending in `slots[slot_base + t]`.  Returns when every thread
