@@ -20,18 +20,12 @@ from engine import sse, wire
 from engine.records import Job, RequestRecord, Target
 
 MAX_RESPONSE_BYTES = 64 * 2**20  # no completion is this large: stop reading, keep what came
-
-
-class ResponseTooLarge(Exception):
-    pass
-
-
 ERROR_BODY_CHARS = 200
 
 
 def describe_error(exc: BaseException, target: Target) -> str:
     """A short, stable, one-line reason for a transport failure."""
-    if isinstance(exc, ResponseTooLarge):
+    if isinstance(exc, wire.BodyTooLarge):
         return f"response larger than {MAX_RESPONSE_BYTES // 2**20} MiB: stopped reading"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return "TLS certificate verify failed (use --insecure to accept a self-signed certificate)"
@@ -115,26 +109,21 @@ class Sender:
             if status == 429 or status >= 500:
                 retry_after = _seconds(reply.headers.get("retry-after"))
             is_sse = "text/event-stream" in reply.headers.get("content-type", "")
-            splitter = sse.EventSplitter() if is_sse and status < 400 else None
-            body: list[bytes] = []
-            nbytes = 0
-            end = reply.arrival
-            for piece, end in reply.body():
-                nbytes += len(piece)
-                if nbytes > MAX_RESPONSE_BYTES:
-                    raise ResponseTooLarge()
-                if splitter is None:
-                    body.append(piece)
-                else:
-                    saw_done |= _keep(splitter.feed(piece), end - start_time, events, offsets)
-            if splitter is not None:
-                saw_done |= _keep(splitter.close(), end - start_time, events, offsets)
-            else:
-                text = b"".join(body).decode("utf-8", errors="replace")
+            pieces, end, failure = reply.read_body(MAX_RESPONSE_BYTES)
+            if is_sse and status < 400:
+                splitter = sse.EventSplitter()
+                for piece, stamp in pieces:
+                    saw_done |= _keep(splitter.feed(piece), stamp - start_time, events, offsets)
+                if failure is None:  # an event the server did not end still counts, a cut one does not
+                    saw_done |= _keep(splitter.close(), end - start_time, events, offsets)
+            elif failure is None:
+                text = b"".join(piece for piece, _ in pieces).decode("utf-8", errors="replace")
                 events.append(text)
-                offsets.append(end - start_time)
+                offsets.append((pieces[-1][1] if pieces else end) - start_time)
                 if status >= 400:
                     error = f"HTTP {status}: {' '.join(text.split())[:ERROR_BODY_CHARS]}"
+            if failure is not None:
+                raise failure
         except Exception as exc:  # any failure of the exchange is a result, not a crash
             self.connection.close()  # what is left on it is unknown
             end = time.time()

@@ -135,3 +135,69 @@ def test_connection_refused_is_a_recorded_failure():
     record = send(port)
     assert record.transport_failed and record.status_code is None
     assert record.error.startswith("connection refused")
+
+
+def serve_raw(pieces: list[bytes], gap_s: float = GAP_S):
+    """Accept one connection, read the request, write `pieces` gap_s apart
+    (exactly these bytes: head and framing included), then close."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def run():
+        conn, _ = listener.accept()
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            read_request(conn)
+            for i, piece in enumerate(pieces):
+                if i:
+                    time.sleep(gap_s)
+                conn.sendall(piece)
+        listener.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+EVENTS = openai_events(2)  # role, w0, w1, usage + [DONE]
+
+
+def test_chunk_extensions_and_trailers_are_read_and_the_last_byte_ends_the_latency():
+    pieces = [SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(
+        b"%x;note=x\r\n%s\r\n" % (len(e), e) for e in EVENTS),
+        b"0\r\n", b"X-Trailer: yes\r\n\r\n"]  # the body ends one gap later, two reads after the last event
+    port, thread = serve_raw(pieces)
+    record = send(port)
+    thread.join(5)
+    assert record.error is None and record.saw_done and len(record.events) == 4
+    assert record.latency_s - record.event_offsets_s[-1] == pytest.approx(2 * GAP_S, abs=0.05)
+
+
+def test_a_sized_body_is_stamped_piece_by_piece():
+    body = b"".join(EVENTS)
+    cut = len(EVENTS[0]) + len(EVENTS[1])  # role and w0 in the first write, the rest one gap later
+    pieces = [SSE_HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body[:cut], body[cut:]]
+    port, thread = serve_raw(pieces)
+    record = send(port)
+    thread.join(5)
+    assert record.error is None and record.saw_done and len(record.events) == 4
+    offsets = record.event_offsets_s
+    assert offsets[1] - offsets[0] == pytest.approx(0, abs=0.02)
+    assert offsets[2] - offsets[1] == pytest.approx(GAP_S, abs=0.05)
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (b"zz\r\n", "chunk size b'zz'"),
+    (b"-1\r\n", "chunk size b'-1'"),
+    (b"5\r\nhelloXX", "chunk not followed by CRLF"),
+])
+def test_broken_chunk_framing_fails_the_request_and_keeps_what_came_before(bad, reason):
+    pieces = [SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunk(EVENTS[0]) + chunk(EVENTS[1]), bad]
+    port, thread = serve_raw(pieces)
+    record = send(port)
+    thread.join(5)
+    assert record.transport_failed
+    assert record.error == f"not a readable HTTP reply: {reason}"
+    assert len(record.events) == 2  # the role chunk and w0 arrived whole before the bad frame
