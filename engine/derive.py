@@ -6,7 +6,6 @@ and how many tokens there were; the definitions are DESIGN.md's.
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 from engine.records import RequestRecord
@@ -25,11 +24,15 @@ def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str,
         error = plugin.response_error(events) or _stream_incomplete(record, plugin, events)
     success = error is None and ok_status and not record.transport_failed
 
+    # Offsets are stored to 0.1 us (see _seconds_text), and the row's own
+    # figures are taken from the stored text, so they equal what it says.
+    event_texts = _seconds_text(record.event_offsets_s)
     if record.is_stream:
         out = plugin.output_event_indexes(events, request=body) if events else []
-        chunk_times = [record.event_offsets_s[i] for i in out]
+        chunk_texts = [event_texts[i] for i in out]
     else:  # one body: the first output is the whole reply
-        chunk_times = [latency] if (events and ok_status and latency is not None) else []
+        chunk_texts = _seconds_text([latency] if (events and ok_status and latency is not None) else [])
+    chunk_times = [float(text) for text in chunk_texts]
     ttft = chunk_times[0] if chunk_times else None
     n_chunks = len(chunk_times)
 
@@ -60,7 +63,7 @@ def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str,
         "completed_time": record.start_time + latency if latency is not None else None,
         "latency": latency,
         "first_chunk_latency": ttft,
-        "chunk_times": json.dumps(chunk_times),
+        "chunk_times": _json_list(chunk_texts),
         "n_chunks": n_chunks,
         "chunk_time": chunk_time,
         "time_per_output_token": tpot,
@@ -74,9 +77,21 @@ def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str,
         "is_stream": int(record.is_stream),
         "is_warmup": int(is_warmup),
         "worker": record.worker,
-        "event_times": json.dumps(list(record.event_offsets_s)),
+        "event_times": _json_list(event_texts),
         "attempt": record.attempt,
     }
+
+
+def _seconds_text(values) -> list[str]:
+    """Offsets in seconds as text, to 0.1 us: finer than an epoch stamp's own
+    resolution (~0.24 us as a double), and a third of what json.dumps costs,
+    which writes each float's shortest round-trip form (~1 us a float, for
+    every event of every request)."""
+    return ["%.7f" % value for value in values]
+
+
+def _json_list(texts: list[str]) -> str:
+    return "[" + ", ".join(texts) + "]"
 
 
 def _stream_incomplete(record: RequestRecord, plugin, events: list[str]) -> str | None:
