@@ -21,7 +21,6 @@ returns.
 """
 from __future__ import annotations
 
-import bisect
 import functools
 import select
 import socket
@@ -211,13 +210,21 @@ def _cut(raw: bytearray, spans: list[tuple[int, int]], ends: list[int],
     """The data of each span, cut where a read ended, with that read's stamp
     (the bytes that complete an event are stamped when they arrived)."""
     pieces = []
-    have = len(raw)
+    data = bytes(raw)  # one copy; slicing bytes is one allocation a piece
+    have = len(data)
+    k = 0  # spans and reads both run forward
     for start, size in spans:
-        stop = min(start + size, have)
-        k = bisect.bisect_right(ends, start)
+        stop = start + size
+        if stop > have:
+            stop = have
+        while ends[k] <= start:
+            k += 1
         while start < stop:
-            cut = min(stop, ends[k])
-            pieces.append((bytes(raw[start:cut]), stamps[k]))
+            cut = ends[k]
+            if cut >= stop:
+                pieces.append((data[start:stop], stamps[k]))
+                break
+            pieces.append((data[start:cut], stamps[k]))
             start = cut
             k += 1
     return pieces
