@@ -64,6 +64,13 @@ class RequestRecord:
     retry_after_s: float | None = None  # the server's Retry-After, when it sent one
     attempt: int = 0  # 0 for the first try; see --retries
     final: bool = True  # False when another attempt of the same job follows
+    # The body as a worker thread read it, before it becomes `events`
+    # (engine.transport.finish, run by the coordinator): pieces cut where
+    # reads ended, the arrival of each (seconds since send), and whether the
+    # body ended well.  Emptied when the events are filled in.
+    pieces: tuple[bytes, ...] = ()
+    piece_offsets_s: tuple[float, ...] = ()
+    body_complete: bool = False
 
 
 @dataclass(frozen=True, slots=True)

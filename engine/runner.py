@@ -169,6 +169,7 @@ class _Run:
         if entry is None:  # already accounted for (e.g. its worker was declared dead)
             return
         job, body, request_b64 = entry
+        record = transport.finish(record)
         if self.args.api_key:
             record = _redact(record, self.args.api_key)
         row = to_row(record, body, request_b64, job.request_id, job.is_warmup, self.api, self.count_tokens)

@@ -2,8 +2,10 @@
 
 The worker thread owns the socket and the clock.  Everything that is not
 the request itself (building, serialising, preparing) happens before the
-clock starts; every SSE event is stamped with the arrival time of the bytes
-that completed it, and parsed into JSON only later, by the coordinator.
+clock starts.  The worker keeps the body as it came, in pieces with their
+arrival times (`Sender.exchange`); the coordinator splits it into SSE events,
+each stamped with the arrival of the bytes that completed it (`finish`), and
+parses their JSON.
 This module is also the one place where transport exceptions become our own
 one-line reasons.
 """
@@ -87,6 +89,13 @@ class Sender:
 
     def send(self, job: Job, worker: str) -> RequestRecord:
         """Send one job when it is due and record what arrived, and when."""
+        return finish(self.exchange(job, worker))
+
+    def exchange(self, job: Job, worker: str) -> RequestRecord:
+        """As `send`, but the body is left in pieces for `finish`: a worker
+        thread goes straight back to its next request, and the splitting
+        runs in the coordinator, outside the GIL that the worker's other
+        threads need to read their sockets."""
         target = self.target
         request = self.request_bytes(job)
         if job.scheduled_time is not None:
@@ -97,10 +106,9 @@ class Sender:
         else:
             scheduled = time.time()
 
-        events: list[str] = []
-        offsets: list[float] = []
+        pieces: list[tuple[bytes, float]] = []
         status = error = retry_after = None
-        transport_failed = is_sse = saw_done = False
+        transport_failed = is_sse = complete = False
         start_time = time.time()
         try:
             start_time = self.connection.send(request)
@@ -110,20 +118,9 @@ class Sender:
                 retry_after = _seconds(reply.headers.get("retry-after"))
             is_sse = "text/event-stream" in reply.headers.get("content-type", "")
             pieces, end, failure = reply.read_body(MAX_RESPONSE_BYTES)
-            if is_sse and status < 400:
-                splitter = sse.EventSplitter()
-                for piece, stamp in pieces:
-                    saw_done |= _keep(splitter.feed(piece), stamp - start_time, events, offsets)
-                if failure is None:  # an event the server did not end still counts, a cut one does not
-                    saw_done |= _keep(splitter.close(), end - start_time, events, offsets)
-            elif failure is None:
-                text = b"".join(piece for piece, _ in pieces).decode("utf-8", errors="replace")
-                events.append(text)
-                offsets.append((pieces[-1][1] if pieces else end) - start_time)
-                if status >= 400:
-                    error = f"HTTP {status}: {' '.join(text.split())[:ERROR_BODY_CHARS]}"
             if failure is not None:
                 raise failure
+            complete = True
         except Exception as exc:  # any failure of the exchange is a result, not a crash
             self.connection.close()  # what is left on it is unknown
             end = time.time()
@@ -131,10 +128,38 @@ class Sender:
             transport_failed = True
         return RequestRecord(
             seq=job.seq, worker=worker, scheduled_time=scheduled, start_time=start_time,
-            latency_s=end - start_time, status_code=status, events=tuple(events), event_offsets_s=tuple(offsets),
-            error=error, transport_failed=transport_failed, is_stream=is_sse, saw_done=saw_done,
-            retry_after_s=retry_after,
+            latency_s=end - start_time, status_code=status, error=error, transport_failed=transport_failed,
+            is_stream=is_sse, retry_after_s=retry_after, pieces=tuple(piece for piece, _ in pieces),
+            piece_offsets_s=tuple(stamp - start_time for _, stamp in pieces), body_complete=complete,
         )
+
+
+def finish(record: RequestRecord) -> RequestRecord:
+    """The record with its body turned into events: each SSE event stamped
+    with the arrival of the piece that completed it, or a non-stream body as
+    one text (an HTTP error's first words become the error)."""
+    if not record.pieces and not record.body_complete:
+        return record  # nothing arrived, or already finished
+    events: list[str] = []
+    offsets: list[float] = []
+    saw_done = False
+    error = record.error
+    status = record.status_code or 0
+    latency = record.latency_s or 0.0
+    if record.is_stream and status < 400:
+        splitter = sse.EventSplitter()
+        for piece, offset in zip(record.pieces, record.piece_offsets_s):
+            saw_done |= _keep(splitter.feed(piece), offset, events, offsets)
+        if record.body_complete:  # an event the server did not end still counts, a cut one does not
+            saw_done |= _keep(splitter.close(), latency, events, offsets)
+    elif record.body_complete:
+        text = b"".join(record.pieces).decode("utf-8", errors="replace")
+        events.append(text)
+        offsets.append(record.piece_offsets_s[-1] if record.pieces else latency)
+        if status >= 400:
+            error = f"HTTP {status}: {' '.join(text.split())[:ERROR_BODY_CHARS]}"
+    return dataclasses.replace(record, events=tuple(events), event_offsets_s=tuple(offsets), saw_done=saw_done,
+                               error=error, pieces=(), piece_offsets_s=(), body_complete=False)
 
 
 def _keep(datas: list[str], offset_s: float, events: list[str], offsets: list[float]) -> bool:

@@ -121,7 +121,7 @@ def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str,
 
 def _attempt(sender: transport.Sender, target: Target, job: Job, worker: str) -> RequestRecord:
     try:
-        return sender.send(job, worker)
+        return sender.exchange(job, worker)
     except BaseException as exc:  # never lose a request to our own bug
         return RequestRecord(seq=job.seq, worker=worker, scheduled_time=job.scheduled_time or time.time(),
                              start_time=time.time(), latency_s=None, status_code=None,
