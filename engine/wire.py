@@ -319,27 +319,22 @@ class Connection:
         whole body: each call returns a tuple whose first item is what
         arrived (b"" at end of stream) and whose second gives its arrival
         (see `_arrival`): the kernel's ancillary data, decoded only once the
-        body is over, or the epoch the read returned."""
+        body is over, or the epoch the read returned.  With kernel stamps a
+        read timeout raises BlockingIOError (SO_RCVTIMEO)."""
         sock = self._sock
         if sock is None:
             raise ServerClosed()
         if self._kernel_stamps:
             return functools.partial(sock.recvmsg, READ_SIZE, ANCILLARY_BYTES)
-        return self.receive
+        return lambda: (sock.recv(READ_SIZE), time.time())
 
     def receive(self) -> tuple[bytes, float]:
         """What has arrived (b"" at end of stream), and when."""
-        sock = self._sock
-        if sock is None:
-            raise ServerClosed()
-        if not self._kernel_stamps:
-            return sock.recv(READ_SIZE), time.time()
         try:
-            data, ancillary, _, _ = sock.recvmsg(READ_SIZE, ANCILLARY_BYTES)
+            got = self.reader()()
         except BlockingIOError:  # SO_RCVTIMEO ran out
             raise ReadTimeout() from None
-        stamp = kernel_stamp(ancillary)
-        return data, time.time() if stamp is None else stamp
+        return got[0], _arrival(got[1])
 
     def _connect(self) -> socket.socket:
         try:
