@@ -34,109 +34,6 @@ def read_request(conn) -> None:
         body += conn.recv(65536)
 
 
-def serve_once(framing: str, events: list[bytes], gap_s: float = GAP_S):
-    """Accept one connection, read the request, answer with `events` spaced by gap_s."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    sent_at = []
-
-    def run():
-        conn, _ = listener.accept()
-        with conn:
-            read_request(conn)
-            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            head += b"Transfer-Encoding: chunked\r\n\r\n" if framing == "chunked" else b"Connection: close\r\n\r\n"
-            conn.sendall(head)
-            for i, event in enumerate(events):
-                if i:
-                    time.sleep(gap_s)
-                conn.sendall(chunk(event) if framing == "chunked" else event)
-                sent_at.append(time.perf_counter())
-            if framing == "chunked":
-                conn.sendall(b"0\r\n\r\n")
-        listener.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return listener.getsockname()[1], thread, sent_at
-
-
-def openai_events(n):
-    out = [b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n']
-    out += [b'data: {"choices":[{"delta":{"content":"w%d "}}]}\n\n' % i for i in range(n)]
-    out += [b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":%d}}\n\ndata: [DONE]\n\n' % n]
-    return out
-
-
-def send(port, stream=True):
-    target = Target(url=f"http://127.0.0.1:{port}/v1/chat/completions", headers=(), stream=stream,
-                    connect_timeout_s=5, read_timeout_s=5)
-    job = Job(seq=0, request_id="r0", payload=b"{}")
-    sender = transport.Sender(target)
-    try:
-        return sender.send(job, "w0")
-    finally:
-        sender.close()
-
-
-@pytest.mark.parametrize("framing", ["chunked", "close"])
-def test_events_sent_100ms_apart_are_stamped_100ms_apart(framing):
-    port, thread, _ = serve_once(framing, openai_events(4))
-    record = send(port)
-    thread.join(5)
-    assert record.error is None and record.status_code == 200 and record.saw_done
-    assert len(record.events) == 6  # role chunk, 4 content, usage ([DONE] not kept)
-    offsets = record.event_offsets_s
-    gaps = [b - a for a, b in zip(offsets, offsets[1:])]
-    # every gap between separately sent events is the server's 100 ms
-    for gap in gaps:
-        assert gap == pytest.approx(GAP_S, abs=0.02), gaps
-
-
-def test_ttft_skips_role_only_and_empty_deltas():
-    events = [b'data: {"choices":[{"delta":{"role":"assistant"}}]}\n\n',
-              b'data: {"choices":[{"delta":{"content":""}}]}\n\n',
-              b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n',
-              # no [DONE]: this server ends with a finish_reason, and usage in the last chunk with choices
-              b'data: {"choices":[{"delta":{"content":" there"},"finish_reason":"stop"}],'
-              b'"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n']
-    port, thread, _ = serve_once("chunked", events)
-    record = send(port)
-    thread.join(5)
-    plugin = OpenaiPlugin(Arguments(url="http://x/v1/chat/completions"))
-    row = to_row(record, {}, "", "r0", False, plugin)
-    # the first two events arrive 0 and 100 ms after the headers; output starts with the third
-    assert row["first_chunk_latency"] == pytest.approx(record.event_offsets_s[2])
-    assert row["first_chunk_latency"] - record.event_offsets_s[0] == pytest.approx(2 * GAP_S, abs=0.03)
-    assert row["n_chunks"] == 2
-    assert (row["prompt_tokens"], row["completion_tokens"], row["token_source"]) == (5, 2, "usage")
-    assert row["success"] == 1
-    # usage inside the last chunk that also carries choices is found too
-    assert json.loads(row["chunk_times"]) == pytest.approx(list(record.event_offsets_s[2:]))
-
-
-def test_a_stream_cut_before_it_says_why_it_stopped_is_a_failure():
-    events = [b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n',
-              b'data: {"choices":[{"delta":{"content":" the"}}]}\n\n']
-    port, thread, _ = serve_once("close", events, gap_s=0.01)
-    record = send(port)
-    thread.join(5)
-    row = to_row(record, {}, "", "r0", False, OpenaiPlugin(Arguments(url="http://x/v1/chat/completions")))
-    assert row["success"] == 0 and row["error"] == "stream ended without [DONE] or a finish_reason"
-    assert row["n_chunks"] == 2  # what arrived is kept
-
-
-def test_connection_refused_is_a_recorded_failure():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
-    record = send(port)
-    assert record.transport_failed and record.status_code is None
-    assert record.error.startswith("connection refused")
-
-
 def serve_raw(pieces: list[bytes], gap_s: float = GAP_S):
     """Accept one connection, read the request, write `pieces` gap_s apart
     (exactly these bytes: head and framing included), then close."""
@@ -161,6 +58,93 @@ def serve_raw(pieces: list[bytes], gap_s: float = GAP_S):
 
 
 SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+
+
+def serve_once(framing: str, events: list[bytes], gap_s: float = GAP_S):
+    """Accept one connection, read the request, answer with `events` spaced by gap_s."""
+    head = SSE_HEAD + (b"Transfer-Encoding: chunked\r\n\r\n" if framing == "chunked" else b"Connection: close\r\n\r\n")
+    pieces = [chunk(event) if framing == "chunked" else event for event in events]
+    pieces[0] = head + pieces[0]
+    if framing == "chunked":
+        pieces[-1] += b"0\r\n\r\n"
+    return serve_raw(pieces, gap_s)
+
+
+def openai_events(n):
+    out = [b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n']
+    out += [b'data: {"choices":[{"delta":{"content":"w%d "}}]}\n\n' % i for i in range(n)]
+    out += [b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":%d}}\n\ndata: [DONE]\n\n' % n]
+    return out
+
+
+def send(port, stream=True):
+    target = Target(url=f"http://127.0.0.1:{port}/v1/chat/completions", headers=(), stream=stream,
+                    connect_timeout_s=5, read_timeout_s=5)
+    job = Job(seq=0, request_id="r0", payload=b"{}")
+    sender = transport.Sender(target)
+    try:
+        return sender.send(job, "w0")
+    finally:
+        sender.close()
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_events_sent_100ms_apart_are_stamped_100ms_apart(framing):
+    port, thread = serve_once(framing, openai_events(4))
+    record = send(port)
+    thread.join(5)
+    assert record.error is None and record.status_code == 200 and record.saw_done
+    assert len(record.events) == 6  # role chunk, 4 content, usage ([DONE] not kept)
+    offsets = record.event_offsets_s
+    gaps = [b - a for a, b in zip(offsets, offsets[1:])]
+    # every gap between separately sent events is the server's 100 ms
+    for gap in gaps:
+        assert gap == pytest.approx(GAP_S, abs=0.02), gaps
+
+
+def test_ttft_skips_role_only_and_empty_deltas():
+    events = [b'data: {"choices":[{"delta":{"role":"assistant"}}]}\n\n',
+              b'data: {"choices":[{"delta":{"content":""}}]}\n\n',
+              b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n',
+              # no [DONE]: this server ends with a finish_reason, and usage in the last chunk with choices
+              b'data: {"choices":[{"delta":{"content":" there"},"finish_reason":"stop"}],'
+              b'"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n']
+    port, thread = serve_once("chunked", events)
+    record = send(port)
+    thread.join(5)
+    plugin = OpenaiPlugin(Arguments(url="http://x/v1/chat/completions"))
+    row = to_row(record, {}, "", "r0", False, plugin)
+    # the first two events arrive 0 and 100 ms after the headers; output starts with the third
+    assert row["first_chunk_latency"] == pytest.approx(record.event_offsets_s[2])
+    assert row["first_chunk_latency"] - record.event_offsets_s[0] == pytest.approx(2 * GAP_S, abs=0.03)
+    assert row["n_chunks"] == 2
+    assert (row["prompt_tokens"], row["completion_tokens"], row["token_source"]) == (5, 2, "usage")
+    assert row["success"] == 1
+    # usage inside the last chunk that also carries choices is found too
+    assert json.loads(row["chunk_times"]) == pytest.approx(list(record.event_offsets_s[2:]))
+
+
+def test_a_stream_cut_before_it_says_why_it_stopped_is_a_failure():
+    events = [b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n',
+              b'data: {"choices":[{"delta":{"content":" the"}}]}\n\n']
+    port, thread = serve_once("close", events, gap_s=0.01)
+    record = send(port)
+    thread.join(5)
+    row = to_row(record, {}, "", "r0", False, OpenaiPlugin(Arguments(url="http://x/v1/chat/completions")))
+    assert row["success"] == 0 and row["error"] == "stream ended without [DONE] or a finish_reason"
+    assert row["n_chunks"] == 2  # what arrived is kept
+
+
+def test_connection_refused_is_a_recorded_failure():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    record = send(port)
+    assert record.transport_failed and record.status_code is None
+    assert record.error.startswith("connection refused")
+
+
 EVENTS = openai_events(2)  # role, w0, w1, usage + [DONE]
 
 
