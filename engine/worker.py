@@ -3,9 +3,10 @@
 RequestRecords back.
 
 Blocking I/O releases the GIL, so threads give concurrency within a
-process; several processes keep the parsing of one busy stream from
-delaying the stamping of another.  Workers import no plugin, pandas or
-matplotlib: they only move bytes and read clocks.
+process; several processes keep one process's GIL from delaying every
+stream's reads.  Workers import no plugin, pandas or matplotlib: they only
+move bytes and read clocks (the coordinator splits the bodies into events,
+engine.transport.finish).
 """
 from __future__ import annotations
 
