@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-truth", action="store_true", help="do not record ground truth")
     f = p.add_argument_group("faults (each generation request draws; the first fault that hits applies)")
     f.add_argument("--fault", action="append", default=[], type=_fault, metavar="NAME[=P]",
-                   help=f"inject a fault with probability P (default 1); NAME is one of {', '.join(FAULTS)}")
+                   help=f"inject a fault with probability P (default 1); NAME is one of {', '.join(FAULTS)}. "
+                        "Apart from faults, a request with the header X-Mock-Status: CODE is answered with "
+                        "that status (200-599)")
     f.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws (default 0)")
     f.add_argument("--stall-s", type=_nonneg_float, default=30.0, help="length of a stall, s (default 30)")
     f.add_argument("--retry-after-s", type=_nonneg_float, default=1.0, help="Retry-After of http429 (default 1)")
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = p.add_argument_group("TLS")
     t.add_argument("--tls-cert", help="serve https with this PEM certificate (needs --tls-key)")
     t.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    t.add_argument("--tls-client-ca", help="require a client certificate signed by this CA (PEM): mutual TLS")
     return p
 
 
@@ -96,7 +99,8 @@ def config_from_args(ns: argparse.Namespace) -> MockConfig:
                       model_name=ns.model_name, record_truth=not ns.no_truth,
                       truth_file=ns.truth_file, faults=tuple(ns.fault), fault_seed=ns.fault_seed,
                       stall_s=ns.stall_s, retry_after_s=ns.retry_after_s,
-                      huge_body_bytes=int(ns.huge_body_mb * 2**20), tls_cert=ns.tls_cert, tls_key=ns.tls_key)
+                      huge_body_bytes=int(ns.huge_body_mb * 2**20), tls_cert=ns.tls_cert, tls_key=ns.tls_key,
+                      tls_client_ca=ns.tls_client_ca)
 
 
 def _announce(server: MockServer) -> None:

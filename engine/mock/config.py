@@ -37,6 +37,8 @@ class MockConfig:
     # TLS: serve https with this certificate and key (PEM files).
     tls_cert: str | None = None
     tls_key: str | None = None
+    # Mutual TLS: require a client certificate signed by this CA (PEM).
+    tls_client_ca: str | None = None
 
     def __post_init__(self) -> None:
         # Validated here too (not only in argparse) so that library users of
@@ -56,6 +58,8 @@ class MockConfig:
                 raise ValueError(f"fault {name}: probability must be in 0..1")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both a certificate and a key")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("a client CA needs TLS: give the certificate and key too")
 
     @property
     def ttft_s(self) -> float:

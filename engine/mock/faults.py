@@ -103,9 +103,22 @@ def huge_body(plan: ResponsePlan, cfg: MockConfig) -> ResponsePlan:
     return replace(plan, events=[b'{"padding":"' + filler + b'"}'])
 
 
+def close_after_reply(plan: ResponsePlan, cfg: MockConfig) -> ResponsePlan:
+    """The whole reply, then the kept-alive connection is closed without a
+    word (cpp-httplib and others close idle connections between replies): a
+    request sent on it meanwhile races the close."""
+    return replace(plan, close_unannounced=True)
+
+
+def close_on_request(plan: ResponsePlan, cfg: MockConfig) -> ResponsePlan:
+    """The request is read, then the connection dropped: no byte of a reply."""
+    return replace(plan, abort_after=0)
+
+
 FAULTS: dict[str, Callable[[ResponsePlan, MockConfig], ResponsePlan]] = {
     "http500": http500, "http429": http429, "disconnect": disconnect, "bad-json": bad_json,
     "stall": stall, "no-done": no_done, "error-event": error_event, "drip": drip, "huge-body": huge_body,
+    "close-after-reply": close_after_reply, "close-on-request": close_on_request,
 }
 
 

@@ -213,6 +213,7 @@ class HttpConnection(asyncio.Protocol):
             rec.stream = plan.chunked
             rec.content_start = plan.content_start
             rec.content_count = plan.content_count
+            rec.fault = plan.notes.get("fault")
         self._start(req, plan, rec)
 
     def _start(self, req: Request, plan: ResponsePlan, rec: TruthRecord | None) -> None:
@@ -292,7 +293,11 @@ class HttpConnection(asyncio.Protocol):
         if rec is not None:
             rec.end = rec.event_times[-1] if rec.event_times else time.time()
         self.server.stats.responses_completed += 1
-        if not req.keep_alive:
+        if plan.close_unannounced and req.keep_alive:
+            self.server.stats.closed_after_reply += 1
+            self.transport.close()  # type: ignore[union-attr]
+            self._closed = True
+        elif not req.keep_alive:
             self.transport.close()  # type: ignore[union-attr]
             self._closed = True
         elif self._buf and not self._in_parse:

@@ -40,6 +40,9 @@ class ResponsePlan:
     content_count: int = 0
     # Close the connection after the reply, whatever the client asked.
     close: bool = False
+    # Close it after the reply without saying so (the reply says keep-alive),
+    # as servers that close idle connections between replies do.
+    close_unannounced: bool = False
     # Fault seam: write only this many events, then drop the connection
     # without the terminating chunk (a server dying mid-stream).
     abort_after: int | None = None

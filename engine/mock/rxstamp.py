@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 
-from engine.wire import ANCILLARY_BYTES, SO_TIMESTAMPNS, kernel_stamp
+from engine.stamps import ANCILLARY_BYTES, SO_TIMESTAMPNS, enable, kernel_stamp
 
 
 class StampingSocket:
@@ -42,9 +42,7 @@ def install(transport) -> StampingSocket | None:
     sock = getattr(transport, "_sock", None)
     if SO_TIMESTAMPNS is None or type(sock) is not socket.socket or sock.type != socket.SOCK_STREAM:
         return None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    except OSError:
+    if not enable(sock):
         return None
     stamping = StampingSocket(sock)
     transport._sock = stamping

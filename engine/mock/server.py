@@ -57,6 +57,23 @@ ROUTES: dict[str, dict[str, Handler]] = {
 }
 
 
+def forced_status(text: str) -> ResponsePlan:
+    """The reply to a request that carries `X-Mock-Status: CODE`: that status,
+    with an error body (none for 204 and 304), and a Location for a redirect."""
+    try:
+        status = int(text)
+    except ValueError:
+        status = 0
+    if not 200 <= status <= 599:
+        return openai_error(400, f"X-Mock-Status {text!r}: the mock answers with a final status, 200-599")
+    if status in (204, 304):
+        return ResponsePlan(status, "text/plain", [b""], [0.0])
+    plan = openai_error(status, f"mock: X-Mock-Status {status}")
+    if 300 <= status < 400:
+        plan.extra_headers = (("Location", "http://127.0.0.1:1/moved/v1/chat/completions"),)
+    return plan
+
+
 class MockServer:
     def __init__(self, config: MockConfig, faults: FaultPolicy | None = None) -> None:
         self.config = config
@@ -76,6 +93,9 @@ class MockServer:
 
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+            if self.config.tls_client_ca:
+                tls.verify_mode = ssl.CERT_REQUIRED
+                tls.load_verify_locations(self.config.tls_client_ca)
         self.scheme = "https" if tls else "http"
         self._server = await self.loop.create_server(
             lambda: HttpConnection(self), self.config.host, self.config.port,
@@ -94,6 +114,9 @@ class MockServer:
     def respond(self, req: Request, rec: TruthRecord | None) -> ResponsePlan:
         """The plan for one request: route, build, then let the fault policy shape it."""
         methods = ROUTES.get(req.path)
+        forced = req.headers.get("x-mock-status")
+        if forced is not None:  # a test hook: answer with this status
+            return forced_status(forced)
         if methods is None:
             plan = openai_error(404, f"no route for {req.method} {req.path}")
         elif req.method not in methods:

@@ -24,6 +24,7 @@ Schema of one record (GET /truth returns a JSON list of these):
                       transport (null while in flight)
   aborted             null, or why the reply did not complete ("client closed")
   prompt_tokens, completion_tokens   what the usage said (null if not a generation)
+  fault               the --fault applied to this request (e.g. "close_after_reply"), or null
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from typing import Any
 class TruthRecord:
     __slots__ = ("request_id", "conn_id", "conn_seq", "method", "path", "stream", "status",
                  "arrival", "read", "event_times", "event_direct", "content_start", "content_count",
-                 "end", "aborted", "prompt_tokens", "completion_tokens")
+                 "end", "aborted", "prompt_tokens", "completion_tokens", "fault")
 
     def __init__(self, request_id: str, conn_id: int, conn_seq: int, method: str, path: str,
                  arrival: float, read: float | None = None) -> None:
@@ -57,6 +58,7 @@ class TruthRecord:
         self.aborted: str | None = None
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
+        self.fault: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         content = self.event_times[self.content_start:self.content_start + self.content_count]
@@ -69,6 +71,7 @@ class TruthRecord:
             "first_content_time": content[0] if content else None,
             "end": self.end, "aborted": self.aborted,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "fault": self.fault,
         }
 
 
@@ -107,7 +110,7 @@ class ServerStats:
     """Counters that stay on with --no-truth (the benchmark reads them)."""
 
     __slots__ = ("started", "connections_opened", "connections_open", "requests",
-                 "responses_completed", "events_written")
+                 "responses_completed", "events_written", "closed_after_reply")
 
     def __init__(self, started: float) -> None:
         self.started = started
@@ -116,6 +119,7 @@ class ServerStats:
         self.requests = 0
         self.responses_completed = 0
         self.events_written = 0
+        self.closed_after_reply = 0  # kept-alive connections closed unannounced (close-after-reply)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
