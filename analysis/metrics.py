@@ -36,6 +36,7 @@ CPU_WARN_FRACTION = 0.85
 # a couple of requests read "busy 104 % (cpu 0.0 s / wall 0.0 s)".
 CPU_WARN_MIN_WALL_S = 1.0
 LAG_WARN_MS = 100.0
+RECONNECT_WARN_SHARE = 0.01  # warn when more requests than this met a connection the server had closed
 NDIGITS = 4
 
 # SLO: name in --slo -> (key in the dict, unit of the key, frame column, NaN passes)
@@ -348,6 +349,8 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
     out["Warmup Requests"] = int((req["is_warmup"].to_numpy() != 0).sum())
     skipped = sum(1 for p in frames.problems if p.startswith("rowid "))
     out["Skipped Rows"] = skipped
+    reconnects = int(pd.to_numeric(req.loc[measured, "reconnects"], errors="coerce").fillna(0).sum())
+    out["Reconnects"] = reconnects
     out["Errors"] = error_counts(frames)
     max_cpu, warnings = _client_health(frames)
     out["Max Worker CPU (%)"] = _r(max_cpu, 1)
@@ -358,6 +361,10 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
     if p99_lag is not None and p99_lag > LAG_WARN_MS:
         warnings.append(f"p99 schedule lag is {p99_lag:.0f} ms: requests left later than the "
                         "schedule meant (client or --parallel too small for the rate)")
+    if n_total and reconnects > RECONNECT_WARN_SHARE * n_total:
+        warnings.append(f"the server closed kept-alive connections under {reconnects} of {n_total} requests "
+                        f"({100.0 * reconnects / n_total:.1f} %): each was sent again on a new connection "
+                        "(see the reconnects column); a server dropping connections is worth a look")
     status = frames.run.get("status")
     if status and status != "completed":
         warnings.append(f"run status is {status!r}: the figures cover what was recorded")

@@ -26,6 +26,10 @@ class Arguments:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
     insecure: bool = False
+    proxy: str | None = None  # every request through this proxy (else HTTP(S)_PROXY / NO_PROXY)
+    ca_bundle: str | None = None  # PEM file of the CAs to trust (else REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE)
+    cert: str | None = None  # client certificate (PEM) for mutual TLS
+    key: str | None = None  # its private key, when not inside --cert
     retries: int = 0  # extra attempts after a transport failure, 429 or 5xx
     # load
     parallel: int = 1
@@ -80,10 +84,22 @@ class Arguments:
         """The arguments as stored in the database and reports: no secrets."""
         data = dataclasses.asdict(self)
         data["api_key"] = REDACTED if self.api_key else None
+        data["url"] = redact_url(self.url)
+        data["proxy"] = redact_url(self.proxy) if self.proxy else None
         data["headers"] = {
             k: (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in self.headers.items()
         }
         return data
+
+    def proxies(self) -> tuple[tuple[str, str], ...]:
+        """--proxy for both schemes (requests' proxies mapping), or none."""
+        return (("http", self.proxy), ("https", self.proxy)) if self.proxy else ()
+
+    def client_cert(self) -> str | tuple[str, str] | None:
+        """--cert [--key] as requests takes a client certificate."""
+        if self.cert and self.key:
+            return (self.cert, self.key)
+        return self.cert
 
     def request_headers(self) -> dict[str, str]:
         """Headers every request carries, the API key included (never stored)."""
@@ -92,3 +108,18 @@ class Arguments:
             headers["Authorization"] = f"Bearer {self.api_key}"
         headers.update(self.headers)
         return headers
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password (and user name) in it replaced, as the key
+    is: `https://user:pw@host/v1` -> `https://***@host/v1`."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{REDACTED}@{host}"))

@@ -79,6 +79,7 @@ def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str,
         "worker": record.worker,
         "event_times": _json_list(event_texts),
         "attempt": record.attempt,
+        "reconnects": record.reconnects,
     }
 
 

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from engine.arguments import Arguments
+from engine.arguments import Arguments, redact_url
 from engine.errors import UsageError
 
 # The zero-argument run: a short sweep against the built-in mock server.
@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--read-timeout", type=POS_FLOAT, default=600.0,
                    help="seconds without data before a request fails (default 600)")
     t.add_argument("--insecure", action="store_true", help="accept a TLS certificate that does not verify")
+    t.add_argument("--proxy", metavar="URL", help="send every request through this proxy "
+                   "(default: HTTP_PROXY/HTTPS_PROXY/NO_PROXY from the environment)")
+    t.add_argument("--ca-bundle", metavar="PATH", help="PEM file of the CAs to trust for https "
+                   "(default: REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else certifi's)")
+    t.add_argument("--cert", metavar="PATH", help="client certificate (PEM) for mutual TLS")
+    t.add_argument("--key", metavar="PATH", help="private key of --cert, when it is not in the same file")
     t.add_argument("--retries", type=NONNEG_INT, default=0,
                    help="retry a request after a connection failure, 429 or 5xx, up to N times, each attempt "
                         "recorded (default 0: retries distort the measurement)")
@@ -131,7 +137,12 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra]:
     if ns.url:
         parts = urlsplit(ns.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"--url '{ns.url}' is not an http(s) URL, e.g. http://127.0.0.1:8000/v1/chat/completions")
+            raise UsageError(f"--url '{redact_url(ns.url)}' is not an http(s) URL, e.g. http://127.0.0.1:8000/v1/chat/completions")
+    _check_tls_files(ns)
+    if ns.proxy:
+        parts = urlsplit(ns.proxy)
+        if parts.scheme not in ("http", "https", "socks5", "socks5h", "socks4", "socks4a") or not parts.hostname:
+            raise UsageError(f"--proxy '{redact_url(ns.proxy)}' is not a proxy URL, e.g. http://proxy.example:3128")
     if ns.backend == "ray":
         import importlib.util
 
@@ -171,6 +182,7 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra]:
     base = Arguments(
         url=ns.url or "", api=ns.api, model=ns.model, api_key=api_key or None, headers=headers,
         connect_timeout=ns.connect_timeout, read_timeout=ns.read_timeout, insecure=ns.insecure,
+        proxy=ns.proxy, ca_bundle=ns.ca_bundle, cert=ns.cert, key=ns.key,
         retries=ns.retries,
         burstiness=ns.burstiness, workers=ns.workers, backend=ns.backend, ray_address=ns.ray_address,
         ray_workers=ns.ray_workers, warmup_num=ns.warmup_num, duration=ns.duration,
@@ -183,6 +195,16 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra]:
     )
     runs = [base.replace(parallel=p, number=n, rate=r) for p, n, r in zip(parallel, number, rate)]
     return runs, Extra(tuple(ns.plugin_module), slo, ns.max_error_rate, not ns.no_plots)
+
+
+def _check_tls_files(ns) -> None:
+    if ns.key and not ns.cert:
+        raise UsageError("--key needs --cert (the client certificate it belongs to)")
+    for flag, path in (("--ca-bundle", ns.ca_bundle), ("--cert", ns.cert), ("--key", ns.key)):
+        if path and not os.path.isfile(path):
+            raise UsageError(f"{flag} '{path}' is not a readable file")
+    if ns.ca_bundle and ns.insecure:
+        raise UsageError("--ca-bundle and --insecure contradict each other: give one")
 
 
 def _sweep_lists(ns) -> tuple[list, list, list]:

@@ -18,12 +18,14 @@ class Target:
     stream: bool
     connect_timeout_s: float
     read_timeout_s: float
-    verify_tls: bool = True
     retries: int = 0  # extra attempts after a transport failure, 429 or 5xx
-    # Request line and headers as requests prepared them, without the per-job
-    # id and length (engine.transport.prepared): workers need not import requests.
-    request_head: bytes = b""
-    ca_bundle: str | None = None  # requests' CA bundle, for https
+    # requests' own settings (engine.transport.with_environment fills in what
+    # the environment gives): proxies by scheme (may hold credentials: never
+    # stored), verify (True, False, or a CA bundle path), client certificate
+    # (a PEM path, or (cert, key) paths).
+    proxies: tuple[tuple[str, str], ...] = ()
+    verify: bool | str = True
+    cert: str | tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +65,15 @@ class RequestRecord:
     saw_done: bool = False  # the stream carried the `[DONE]` sentinel
     retry_after_s: float | None = None  # the server's Retry-After, when it sent one
     attempt: int = 0  # 0 for the first try; see --retries
+    # Times the kept-alive connection was found closed by the server when
+    # this request went out (engine.transport.Sender.exchange).
+    reconnects: int = 0
     final: bool = True  # False when another attempt of the same job follows
     # The body as a worker thread read it, before it becomes `events`
-    # (engine.transport.finish, run by the coordinator): pieces cut where
-    # reads ended, the arrival of each (seconds since send), and whether the
-    # body ended well.  Emptied when the events are filled in.
+    # (engine.events.finish, run by the coordinator): the pieces urllib3
+    # handed over, the arrival of the read that completed each (seconds since
+    # send), and whether the body ended well.  Emptied when the events are
+    # filled in.
     pieces: tuple[bytes, ...] = ()
     piece_offsets_s: tuple[float, ...] = ()
     body_complete: bool = False

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
-from engine import transport
+from engine import events, transport
 from engine.arguments import REDACTED, Arguments
 from engine.derive import to_row
 from engine.errors import DatasetError, Terminated, UsageError
@@ -169,7 +169,7 @@ class _Run:
         if entry is None:  # already accounted for (e.g. its worker was declared dead)
             return
         job, body, request_b64 = entry
-        record = transport.finish(record)
+        record = events.finish(record)
         if self.args.api_key:
             record = _redact(record, self.args.api_key)
         row = to_row(record, body, request_b64, job.request_id, job.is_warmup, self.api, self.count_tokens)
@@ -227,9 +227,10 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> Run
         raise UsageError(f"'{db_path}' already exists and is never overwritten: pass another --name or remove it")
     headers = args.request_headers()
     headers.update(api.request_headers(args))
-    target = transport.prepared(Target(url=args.url, headers=tuple(headers.items()), stream=args.stream,
-                                       connect_timeout_s=args.connect_timeout, read_timeout_s=args.read_timeout,
-                                       verify_tls=not args.insecure, retries=args.retries))
+    target = transport.with_environment(Target(
+        url=args.url, headers=tuple(headers.items()), stream=args.stream, connect_timeout_s=args.connect_timeout,
+        read_timeout_s=args.read_timeout, retries=args.retries, proxies=args.proxies(),
+        verify=False if args.insecure else (args.ca_bundle or True), cert=args.client_cert()))
     # Workers first: a Ray cluster that cannot be reached leaves no empty database.
     pool = _make_pool(args, target)
     try:

@@ -41,6 +41,9 @@ RESULT_COLUMNS = (
     # not), seconds since send, so any metric can be re-derived offline
     ("event_times", "TEXT"),
     ("attempt", "INTEGER"),  # 0, or the retry number with --retries
+    # kept-alive connections found closed by the server as this request went
+    # out (it was then sent on a new one): engine.transport.Sender.exchange
+    ("reconnects", "INTEGER"),
 )
 
 RUN_COLUMNS = (

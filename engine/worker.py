@@ -1,12 +1,12 @@
-"""A worker process: T threads, each with its own keep-alive connection
-(engine.transport), pulling Jobs from a shared queue and pushing
-RequestRecords back.
+"""A worker process: T threads, each with its own requests adapter and
+keep-alive connection (engine.transport), pulling Jobs from a shared queue
+and pushing RequestRecords back.
 
 Blocking I/O releases the GIL, so threads give concurrency within a
 process; several processes keep one process's GIL from delaying every
 stream's reads.  Workers import no plugin, pandas or matplotlib: they only
 move bytes and read clocks (the coordinator splits the bodies into events,
-engine.transport.finish).
+engine.events.finish).
 """
 from __future__ import annotations
 
@@ -121,6 +121,10 @@ def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str,
 
 
 def _attempt(sender: transport.Sender, target: Target, job: Job, worker: str) -> RequestRecord:
+    if job.scheduled_time is not None:
+        delay = job.scheduled_time - time.time()
+        if delay > 0:
+            time.sleep(delay)
     try:
         return sender.exchange(job, worker)
     except BaseException as exc:  # never lose a request to our own bug

@@ -8,9 +8,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_engine(*args, cwd=None, timeout=180, env=None, check=True):
-    """`python -m engine ARGS` in a real subprocess; returns CompletedProcess."""
-    full_env = dict(os.environ, PYTHONUNBUFFERED="1")
+def run_engine(*args, cwd=None, timeout=180, env=None, check=True, unset=()):
+    """`python -m engine ARGS` in a real subprocess; returns CompletedProcess.
+    `env` adds to this process's environment, `unset` names variables to drop."""
+    full_env = {k: v for k, v in os.environ.items() if k not in unset}
+    full_env["PYTHONUNBUFFERED"] = "1"
     full_env.update(env or {})
     proc = subprocess.run([sys.executable, "-m", "engine", *map(str, args)], cwd=cwd or ROOT,
                           capture_output=True, text=True, timeout=timeout, env=full_env)

@@ -139,4 +139,5 @@ def test_tls_with_a_self_signed_certificate(tmp_path, self_signed, insecure):
         assert all(r["success"] == 1 for r in result)
         assert "InsecureRequestWarning" not in proc.stderr
     else:  # verified by default
-        assert all(r["error"].startswith("TLS certificate verify failed (use --insecure") for r in result)
+        assert all(r["error"].startswith("TLS certificate verify failed: ") and "--insecure" in r["error"]
+                   and "--ca-bundle" in r["error"] for r in result)

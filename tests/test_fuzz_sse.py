@@ -8,7 +8,7 @@ import threading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import transport
+from engine import events, transport
 from engine.arguments import Arguments
 from engine.derive import to_row
 from engine.records import Job, Target
@@ -75,7 +75,7 @@ def test_any_bytes_give_a_recorded_result(parts, chunked, status, content_type):
     target = Target(url=f"http://127.0.0.1:{SERVER.port}/v1/chat/completions", headers=(), stream=True,
                     connect_timeout_s=5, read_timeout_s=5)
     sender = transport.Sender(target)
-    record = sender.send(Job(seq=0, request_id="r", payload=b"{}"), "w0")
+    record = events.finish(sender.exchange(Job(seq=0, request_id="r", payload=b"{}"), "w0"))
     sender.close()
     row = to_row(record, {}, "", "r", False, PLUGIN)
     assert row["success"] in (0, 1)

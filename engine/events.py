@@ -1,0 +1,83 @@
+"""From the pieces of a reply body to its events, in the coordinator.
+
+sseclient-py splits an event stream into events; each event is stamped with
+the arrival of the piece that completed it.  This runs after the request is
+over, outside the worker process whose other threads are still reading
+their streams (splitting there, as replies end together, held the GIL those
+threads need and cost late stamps; docs/benchmarks.md).  A non-streamed
+body is one text; an HTTP error's first words become the row's error.
+"""
+from __future__ import annotations
+
+import codecs
+import dataclasses
+
+import sseclient
+
+from engine.records import RequestRecord
+
+ERROR_BODY_CHARS = 200
+_BOM = b"\xef\xbb\xbf"
+
+
+def finish(record: RequestRecord) -> RequestRecord:
+    """The record with its body turned into events (idempotent)."""
+    if not record.pieces and not record.body_complete:
+        return record  # nothing arrived, or already finished
+    events: list[str] = []
+    offsets: list[float] = []
+    saw_done = False
+    error = record.error
+    status = record.status_code or 0
+    latency = record.latency_s or 0.0
+    if record.is_stream and 200 <= status < 300:
+        for data, offset in split(record.pieces, record.piece_offsets_s, record.body_complete, latency):
+            if data == "[DONE]":
+                saw_done = True
+            else:
+                events.append(data)
+                offsets.append(offset)
+    elif record.body_complete:
+        text = b"".join(record.pieces).decode("utf-8", errors="replace")
+        events.append(text)
+        offsets.append(record.piece_offsets_s[-1] if record.pieces else latency)
+    if error is None and not 200 <= status < 300 and record.body_complete:
+        text = " ".join(b"".join(record.pieces).decode("utf-8", errors="replace").split())
+        error = f"HTTP {status}: {text[:ERROR_BODY_CHARS] or 'no body'}"
+    elif error is None and record.body_complete and not record.pieces:
+        error = f"HTTP {status}: empty reply"
+    return dataclasses.replace(record, events=tuple(events), event_offsets_s=tuple(offsets), saw_done=saw_done,
+                               error=error, pieces=(), piece_offsets_s=(), body_complete=False)
+
+
+def split(pieces, offsets_s, complete: bool, end_s: float) -> list[tuple[str, float]]:
+    """(data, arrival) of each event in the pieces of an event stream.  An
+    event the server did not end with a blank line still counts when the
+    body ended well (stamped at its end), not when it was cut."""
+    pieces = list(pieces)
+    if pieces and pieces[0].startswith(_BOM):
+        pieces[0] = pieces[0][len(_BOM):]
+    try:
+        return _split(pieces, offsets_s, complete, end_s)
+    except UnicodeDecodeError:  # rare: keep the events, with U+FFFD for what is not UTF-8
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        clean = [decoder.decode(piece).encode("utf-8") for piece in pieces]
+        clean[-1] += decoder.decode(b"", final=True).encode("utf-8")
+        return _split(clean, offsets_s, complete, end_s)
+
+
+def _split(pieces, offsets_s, complete: bool, end_s: float) -> list[tuple[str, float]]:
+    at = [0.0, False]  # arrival of the piece SSEClient is reading; whether the body is used up
+
+    def source():
+        for piece, offset in zip(pieces, offsets_s):
+            at[0] = offset
+            yield piece
+        at[0], at[1] = end_s, True
+
+    out = []
+    for event in sseclient.SSEClient(source()).events():
+        if at[1] and not complete:
+            break  # the tail of a body that was cut
+        out.append((event.data, at[0]))
+    return out
