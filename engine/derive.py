@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from engine.records import RequestRecord
 from engine.store import encode_pickle
+from plugins.payload import as_payloads
 
 TokenCounter = Callable[[str], int]
 
@@ -40,9 +41,10 @@ def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str,
     source = None
     if events and ok_status:
         try:
-            prompt_tokens, completion_tokens = plugin.parse_responses(events, request=body)
+            # Payloads, not the events: the stored list stays plain str.
+            prompt_tokens, completion_tokens = plugin.parse_responses(as_payloads(events), request=body)
         except Exception as exc:  # a plugin bug must not lose the row
-            error = error or f"parse_responses failed: {type(exc).__name__}: {exc}"[:300]
+            error = error or ("parse_responses failed: " + _one_line(exc))[:300]
             success = False
         if completion_tokens is not None:
             source = "usage"
@@ -99,3 +101,8 @@ def _stream_incomplete(record: RequestRecord, plugin, events: list[str]) -> str 
     if record.is_stream and checker is not None:
         return checker(events, record.saw_done)
     return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from engine.arguments import Arguments
 from engine.errors import DatasetError, UsageError
+from plugins.payload import Payload  # noqa: F401  (part of the SDK: what parse_responses gets)
 
 # Classes registered with the decorators below, by name.  Filled when the
 # module defining them is imported (a --plugin-module, or a plugin package's
@@ -91,9 +92,11 @@ class ApiPluginBase(ABC):
     @abstractmethod
     def parse_responses(self, responses: list, request: Any = None, **kwargs: Any) -> tuple[int | None, int | None]:
         """(prompt_tokens, completion_tokens) from the raw event payloads of a
-        stream, or from the one body of a non-streamed reply.  Return None for
-        a count the responses do not give; servebench then falls back to a
-        tokenizer or to counting events."""
+        stream, or from the one body of a non-streamed reply.  Each payload
+        is a `Payload`: the JSON text (a str), also bytes-like (`.decode()`)
+        and the parsed object (`.get('usage')`, `['choices']`).  Return None
+        for a count the responses do not give; servebench then falls back to
+        a tokenizer or to counting events."""
 
     # --- what the protocol looks like on the wire (all optional) ----------
 
@@ -322,7 +325,8 @@ def last_usage(responses: list, prompt_key: str, completion_key: str) -> tuple[i
     completion count: usage comes in its own final chunk, or inside the last
     chunk with choices, or (DashScope) cumulative in every event."""
     for payload in reversed(responses):
-        data = load_json(payload)
+        # a Payload as plain str: the coordinator's parse of it is cached under that key
+        data = load_json(str.__str__(payload) if isinstance(payload, str) else payload)
         usage = data.get("usage") if isinstance(data, dict) else None
         if isinstance(usage, dict) and usage.get(completion_key) is not None:
             return usage.get(prompt_key), usage.get(completion_key)

@@ -1,0 +1,163 @@
+"""What parse_responses gets (plugins.payload.Payload).
+
+End to end: plugin files loaded with --plugin-module, real `python -m engine`
+against the project's mock server, token counts compared with the mock's
+own record (/truth) of what it sent."""
+import copy
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import find_dbs, rows, run_engine
+from plugins import Payload
+from test_plugins_api import decode
+
+CHUNK = '{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"h\u00e9"}}]}'
+USAGE = '{"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}'
+
+
+# --- the payload type ----------------------------------------------------------
+
+def test_a_payload_is_the_text_the_bytes_and_the_object():
+    p = Payload(CHUNK)
+    # text: a str, equal to and hashing like the plain one, str methods and slices as str
+    assert isinstance(p, str) and p == CHUNK and hash(p) == hash(CHUNK) and {p: 1}[CHUNK] == 1
+    assert p.startswith('{"id"') and p[0] == "{" and p[1:5] == '"id"' and len(p) == len(CHUNK)
+    assert type(p[1:5]) is str and type(p.upper()) is str and type(str(p)) is str
+    assert json.loads(p) == json.loads(CHUNK) and json.dumps([p]) == json.dumps([CHUNK])
+    assert "chunk" in p and repr(p) == repr(CHUNK)
+    # bytes-like: decode() gives the text (as a plain str), whatever codec name is given
+    assert p.decode("utf-8") == p.decode() == CHUNK and type(p.decode()) is str
+    assert p.decode("latin-1") == CHUNK.encode("utf-8").decode("latin-1")
+    assert json.loads(p.decode("utf-8"))["choices"][0]["delta"]["content"] == "h\u00e9"
+    # the parsed object: str keys, get, keys/items/values
+    assert p["object"] == "chat.completion.chunk" and p["choices"][0]["delta"]["content"] == "h\u00e9"
+    assert p.get("usage") is None and p.get("usage", 0) == 0 and Payload(USAGE).get("usage")["completion_tokens"] == 2
+    assert list(p.keys()) == ["id", "object", "choices"] and dict(p.items()) == json.loads(CHUNK)
+    assert list(p.values())[0] == "c1"
+    with pytest.raises(KeyError):
+        p["usage"]
+
+
+def test_a_payload_is_parsed_once_and_only_when_asked():
+    p = Payload(CHUNK)
+    assert "_json" not in p.__dict__
+    first = p.get("choices")
+    assert p.get("choices") is first and p["choices"] is first
+    first.append("mine")  # the plugin's own copy: another payload of the same text is not touched
+    assert Payload(CHUNK)["choices"] == json.loads(CHUNK)["choices"]
+
+
+def test_a_payload_that_is_not_json_still_works_as_text_and_says_so_as_an_object():
+    p = Payload("not json")
+    assert p.decode() == "not json" and p.split() == ["not", "json"]
+    with pytest.raises(ValueError):
+        p.get("usage")
+
+
+def test_a_payload_pickles_and_copies_as_the_plain_str():
+    p = Payload(USAGE)
+    for clone in (pickle.loads(pickle.dumps(p)), pickle.loads(pickle.dumps([p]))[0], copy.copy(p), copy.deepcopy(p)):
+        assert type(clone) is str and clone == USAGE
+    assert b"Payload" not in pickle.dumps([p]) and b"plugins" not in pickle.dumps([p])
+
+
+# --- end to end: plugins in each style count the server's usage --------------------
+
+BUILD = '''
+import json
+from plugins import ApiPluginBase, register_api
+
+
+class Base(ApiPluginBase):
+    def build_request(self, messages, param=None):
+        param = param or self.param
+        body = {"model": param.model, "messages": messages, "stream": param.stream, "max_tokens": param.max_tokens}
+        if param.stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+'''
+
+STYLES = {
+    # evalscope perf's document: "responses (List[bytes])"
+    "bytes": '''
+    def parse_responses(self, responses, request=None, **kwargs):
+        prompt = completion = None
+        for response in responses:
+            data = json.loads(response.decode('utf-8'))
+            if data.get('usage'):
+                prompt, completion = data['usage']['prompt_tokens'], data['usage']['completion_tokens']
+        return prompt, completion
+''',
+    # evalscope 1.x: each payload already parsed
+    "dict": '''
+    def parse_responses(self, responses, request=None, **kwargs):
+        usage = responses[-1].get('usage')
+        if 'choices' in responses[0] and responses[0]['choices']:
+            assert responses[0]['choices'][0]['index'] == 0
+        return usage['prompt_tokens'], usage['completion_tokens']
+''',
+    # servebench's own plugins: JSON text
+    "str": '''
+    def parse_responses(self, responses, request=None, **kwargs):
+        prompt = completion = None
+        for r in responses:
+            data = json.loads(r)
+            if data.get('usage'):
+                prompt, completion = data['usage']['prompt_tokens'], data['usage']['completion_tokens']
+        return prompt, completion
+''',
+}
+
+def plugin_file(tmp_path, name, body):
+    path = tmp_path / f"{name}_plugin.py"
+    path.write_text(BUILD + f"\n\n@register_api('{name}')\nclass Plugin(Base):\n" + textwrap.indent(
+        textwrap.dedent(body), "    "))
+    return path
+
+
+def run_and_check_usage(tmp_path, mock, name, body, *extra):
+    out = tmp_path / "out"
+    run_engine("--url", mock.chat_url, "--api", name, "--plugin-module", plugin_file(tmp_path, name, body),
+               "--model", "m", "--number", 4, "--parallel", 2, "--workers", 1, "--max-tokens", 5,
+               "--outputs-dir", out, *extra)
+    (db,) = find_dbs(out)
+    result = rows(db)
+    truth = {t["request_id"]: t for t in mock.truth()}
+    assert len(result) == 4
+    for row in result:
+        assert row["success"] == 1, row["error"]
+        sent = truth[row["request_id"]]
+        assert sent["completion_tokens"] > 0
+        assert (row["prompt_tokens"], row["completion_tokens"]) == (sent["prompt_tokens"], sent["completion_tokens"])
+        assert row["token_source"] == "usage"
+    return result
+
+
+@pytest.mark.parametrize("stream", ["stream", "no-stream"])
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_plugins_reading_payloads_as_bytes_dicts_or_text_count_the_servers_usage(tmp_path, mock, style, stream):
+    extra = ["--no-stream"] if stream == "no-stream" else []
+    run_and_check_usage(tmp_path, mock, f"{style}_style", STYLES[style], *extra)
+
+
+def test_the_database_keeps_plain_str_payloads(tmp_path, mock):
+    result = run_and_check_usage(tmp_path, mock, "dict_style", STYLES["dict"])
+    # Unpickled where servebench cannot even be imported: a reference to
+    # plugins.payload.Payload would fail to load there.
+    check = ("import base64, pickle, sys\n"
+             "for text in sys.stdin.read().split():\n"
+             "    events = pickle.loads(base64.b64decode(text))\n"
+             "    assert events and all(type(e) is str for e in events), events\n"
+             "assert 'plugins' not in sys.modules\n"
+             "print('ok')\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-I", "-c", check], input=" ".join(r["response_messages"] for r in result),
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert proc.stdout.strip() == "ok", proc.stderr
+    assert all(json.loads(decode(r["response_messages"])[-1])["usage"] for r in result)
