@@ -6,6 +6,7 @@ socket and the clock, and never calls a plugin while a request is timed.
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import os
@@ -15,6 +16,12 @@ from typing import Any, Iterator
 from engine.arguments import Arguments
 from engine.errors import DatasetError, UsageError
 from plugins.payload import Payload  # noqa: F401  (part of the SDK: what parse_responses gets)
+
+# The run's Arguments while plugins.registry constructs a plugin, for a
+# subclass whose __init__ is not given them (evalscope's `(self, model_path)`
+# or no argument at all) but calls super().__init__.
+CONSTRUCTING: contextvars.ContextVar[Arguments | None] = contextvars.ContextVar("servebench_plugin_args",
+                                                                               default=None)
 
 # Classes registered with the decorators below, by name.  Filled when the
 # module defining them is imported (a --plugin-module, or a plugin package's
@@ -80,10 +87,15 @@ class ApiPluginBase(ABC):
     #: one line shown by `python -m engine plugins`
     description: str = ""
 
-    def __init__(self, param: Arguments):
-        self.param = param
+    def __init__(self, param: Arguments | None = None, model_path: str | None = None, **kwargs: Any):
+        # Today's plugins pass the run's Arguments; those written from
+        # evalscope's first documents take and pass the tokenizer path
+        # (`super().__init__(model_path=model_path)`, or positionally).
+        if isinstance(param, str):
+            param, model_path = None, param
+        self.param = param if param is not None else CONSTRUCTING.get()
         # evalscope perf's base sets this too; plugins ported from it read it.
-        self.model_path = getattr(param, "tokenizer_path", None)
+        self.model_path = model_path if model_path is not None else getattr(self.param, "tokenizer_path", None)
 
     @abstractmethod
     def build_request(self, messages: list[dict] | str, param: Arguments | None = None) -> dict | None:

@@ -1,4 +1,5 @@
-"""What parse_responses gets (plugins.payload.Payload).
+"""What parse_responses gets (plugins.payload.Payload), and how plugins
+written from evalscope's documents are constructed.
 
 End to end: plugin files loaded with --plugin-module, real `python -m engine`
 against the project's mock server, token counts compared with the mock's
@@ -14,8 +15,11 @@ import textwrap
 import pytest
 
 from conftest import find_dbs, rows, run_engine
-from plugins import Payload
+from engine.arguments import Arguments
+from plugins import ApiPluginBase, Payload
+from plugins.registry import construct
 from test_plugins_api import decode
+from test_plugins_tokenizer import tokenizer_file  # noqa: F401  (a fixture)
 
 CHUNK = '{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"h\u00e9"}}]}'
 USAGE = '{"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}'
@@ -67,6 +71,50 @@ def test_a_payload_pickles_and_copies_as_the_plain_str():
     assert b"Payload" not in pickle.dumps([p]) and b"plugins" not in pickle.dumps([p])
 
 
+# --- construction: the signatures of evalscope's documents ------------------------
+
+class _Counts(ApiPluginBase):
+    def build_request(self, messages, param=None):
+        return {"model": (param or self.param).model, "messages": messages}
+
+    def parse_responses(self, responses, request=None, **kwargs):
+        return None, None
+
+
+class _ModelPath(_Counts):
+    def __init__(self, model_path: str):
+        super().__init__(model_path=model_path)
+        self.given = model_path
+
+
+class _ModelPathNoSuper(_Counts):
+    def __init__(self, model_path):
+        self.given = model_path
+
+
+class _Param(_Counts):
+    def __init__(self, param):
+        super().__init__(param)
+        self.given = param
+
+
+class _NoArgs(_Counts):
+    def __init__(self):
+        super().__init__()
+
+
+@pytest.mark.parametrize("cls", [_ModelPath, _ModelPathNoSuper, _Param, _NoArgs, _Counts])
+def test_each_documented_init_signature_constructs_with_param_and_model_path(cls):
+    a = Arguments(url="http://x/v1/chat/completions", model="m", tokenizer_path="/tok/tokenizer.json")
+    plugin = construct("api", cls, a)
+    assert plugin.param is a and plugin.model_path == "/tok/tokenizer.json"
+    assert plugin.build_request([{"role": "user", "content": "hi"}])["model"] == "m"
+    if cls in (_ModelPath, _ModelPathNoSuper):
+        assert plugin.given == "/tok/tokenizer.json"  # what evalscope passed it: the tokenizer path
+    elif cls is _Param:
+        assert plugin.given is a
+
+
 # --- end to end: plugins in each style count the server's usage --------------------
 
 BUILD = '''
@@ -114,6 +162,25 @@ STYLES = {
 ''',
 }
 
+INITS = {  # the document's `__init__(self, model_path: str)`, and the others that must construct
+    "model_path": '''
+    def __init__(self, model_path: str):
+        super().__init__(model_path=model_path)
+        if not isinstance(model_path, str):
+            raise TypeError(f"model_path is {type(model_path).__name__}")
+        self.tokenizer_file = model_path
+''',
+    "param": '''
+    def __init__(self, param):
+        super().__init__(param)
+''',
+    "none": '''
+    def __init__(self):
+        super().__init__()
+''',
+}
+
+
 def plugin_file(tmp_path, name, body):
     path = tmp_path / f"{name}_plugin.py"
     path.write_text(BUILD + f"\n\n@register_api('{name}')\nclass Plugin(Base):\n" + textwrap.indent(
@@ -144,6 +211,12 @@ def run_and_check_usage(tmp_path, mock, name, body, *extra):
 def test_plugins_reading_payloads_as_bytes_dicts_or_text_count_the_servers_usage(tmp_path, mock, style, stream):
     extra = ["--no-stream"] if stream == "no-stream" else []
     run_and_check_usage(tmp_path, mock, f"{style}_style", STYLES[style], *extra)
+
+
+@pytest.mark.parametrize("init", sorted(INITS))
+def test_plugins_with_evalscopes_init_signatures_run(tmp_path, mock, init, tokenizer_file):
+    body = INITS[init] + STYLES["dict"]
+    run_and_check_usage(tmp_path, mock, f"init_{init}", body, "--tokenizer-path", tokenizer_file)
 
 
 def test_the_database_keeps_plain_str_payloads(tmp_path, mock):
