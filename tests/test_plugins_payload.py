@@ -1,5 +1,6 @@
-"""What parse_responses gets (plugins.payload.Payload), and how plugins
-written from evalscope's documents are constructed.
+"""What parse_responses gets (plugins.payload.Payload), how plugins written
+from evalscope's documents are constructed, and what a plugin whose
+parse_responses raises does to a run.
 
 End to end: plugin files loaded with --plugin-module, real `python -m engine`
 against the project's mock server, token counts compared with the mock's
@@ -16,6 +17,7 @@ import pytest
 
 from conftest import find_dbs, rows, run_engine
 from engine.arguments import Arguments
+from engine.mock.launch import start_mock
 from plugins import ApiPluginBase, Payload
 from plugins.registry import construct
 from test_plugins_api import decode
@@ -234,3 +236,76 @@ def test_the_database_keeps_plain_str_payloads(tmp_path, mock):
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
     assert proc.stdout.strip() == "ok", proc.stderr
     assert all(json.loads(decode(r["response_messages"])[-1])["usage"] for r in result)
+
+
+# --- a plugin whose parse_responses raises -------------------------------------------
+
+@pytest.fixture(scope="module")
+def own_mock():
+    """A mock of this module's own, so /truth counts only these runs' requests."""
+    with start_mock(["--ttft-ms", "1", "--itl-ms", "1", "--tokens", "4"]) as server:
+        yield server
+
+
+FAILS_ALWAYS = '''
+    def parse_responses(self, responses, request=None, **kwargs):
+        raise ValueError("cannot read this\\nat all")
+'''
+
+FAILS_ONE_IN_TEN = '''
+    calls = 0
+
+    def parse_responses(self, responses, request=None, **kwargs):
+        self.calls += 1
+        if self.calls % 10 == 0:
+            raise RuntimeError(f"call {self.calls} is unlucky")
+        usage = responses[-1].get('usage')
+        return usage['prompt_tokens'], usage['completion_tokens']
+'''
+
+
+def failure_lines(stderr):
+    return [line for line in stderr.replace("\r", "\n").splitlines() if "parse_responses failed" in line]
+
+
+def test_a_plugin_that_always_fails_stops_the_run_within_the_first_20_requests(tmp_path, own_mock):
+    own_mock.truth(clear=True)
+    out = tmp_path / "out"
+    proc = run_engine("--url", own_mock.chat_url, "--api", "broken", "--plugin-module",
+                      plugin_file(tmp_path, "broken", FAILS_ALWAYS), "--model", "m", "--number", 400,
+                      "--parallel", 2, "--workers", 1, "--outputs-dir", out, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = failure_lines(proc.stderr)
+    assert "api plugin 'broken' (servebench_user_broken_plugin.Plugin)" in line
+    assert "ValueError: cannot read this at all" in line
+    head = line.split("; payload ", 1)[1].split(": ", 1)[1]  # the payload, last on the line
+    assert head.startswith('{"id":') and len(head) <= 200
+    sent = own_mock.truth()
+    assert 20 <= len(sent) < 40  # of 400
+    (db,) = find_dbs(out)
+    result = rows(db)
+    failed = [r for r in result if (r["error"] or "").startswith("parse_responses failed: ValueError")]
+    assert len(failed) == 20 and all(r["success"] == 0 for r in result)
+    assert all("\n" not in r["error"] for r in result)
+    assert {r["request_id"] for r in result} <= {t["request_id"] for t in sent}
+
+
+def test_a_plugin_that_fails_now_and_then_runs_to_the_end_with_those_rows_marked(tmp_path, own_mock):
+    own_mock.truth(clear=True)
+    out = tmp_path / "out"
+    proc = run_engine("--url", own_mock.chat_url, "--api", "flaky", "--plugin-module",
+                      plugin_file(tmp_path, "flaky", FAILS_ONE_IN_TEN), "--model", "m", "--number", 40,
+                      "--parallel", 2, "--workers", 1, "--outputs-dir", out)
+    (line,) = failure_lines(proc.stderr)  # said once, at the first
+    assert "RuntimeError: call 10 is unlucky" in line and "Traceback" not in proc.stderr
+    (db,) = find_dbs(out)
+    result = rows(db)
+    truth = {t["request_id"]: t for t in own_mock.truth()}
+    assert len(result) == len(truth) == 40
+    failed = [r for r in result if not r["success"]]
+    assert sorted(r["error"] for r in failed) == [f"parse_responses failed: RuntimeError: call {n} is unlucky"
+                                                  for n in (10, 20, 30, 40)]
+    for row in result:
+        if row["success"]:
+            assert row["completion_tokens"] == truth[row["request_id"]]["completion_tokens"] > 0
