@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         if debug:
             traceback.print_exc()
-        print(f"servebench: error: {e}", file=sys.stderr)
+        if not getattr(e, "reported", False):  # a PluginFailed's line is already on stderr
+            print(f"servebench: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as stop:
         print("servebench: interrupted", file=sys.stderr)

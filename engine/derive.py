@@ -6,16 +6,18 @@ and how many tokens there were; the definitions are DESIGN.md's.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable
 
 from engine.records import RequestRecord
 from engine.store import encode_pickle
+from plugins.payload import as_payloads
 
 TokenCounter = Callable[[str], int]
 
 
 def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str, is_warmup: bool,
-           plugin, count_tokens: TokenCounter | None = None) -> dict[str, Any]:
+           plugin, count_tokens: TokenCounter | None = None, watch: ParseWatch | None = None) -> dict[str, Any]:
     events = list(record.events)
     latency = record.latency_s
     error = record.error
@@ -40,10 +42,16 @@ def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str,
     source = None
     if events and ok_status:
         try:
-            prompt_tokens, completion_tokens = plugin.parse_responses(events, request=body)
+            # Payloads, not the events: the stored list stays plain str.
+            prompt_tokens, completion_tokens = plugin.parse_responses(as_payloads(events), request=body)
         except Exception as exc:  # a plugin bug must not lose the row
-            error = error or f"parse_responses failed: {type(exc).__name__}: {exc}"[:300]
+            error = error or ("parse_responses failed: " + _one_line(exc))[:300]
             success = False
+            if watch is not None:
+                watch.failed(exc, events)
+        else:
+            if watch is not None:
+                watch.calls += 1
         if completion_tokens is not None:
             source = "usage"
         elif count_tokens is not None:
@@ -100,3 +108,43 @@ def _stream_incomplete(record: RequestRecord, plugin, events: list[str]) -> str 
     if record.is_stream and checker is not None:
         return checker(events, record.saw_done)
     return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+class ParseWatch:
+    """The API plugin's parse_responses across one run.  Its first failure
+    is said at once, in one line on stderr (not only in the error table at
+    the end); when it has failed on each of the first CHECK_FIRST requests,
+    `hopeless()` says so, once, so that the run stops before it burns a long
+    benchmark."""
+
+    CHECK_FIRST = 20
+    PAYLOAD_CHARS = 200
+
+    def __init__(self, plugin, name: str, say: Callable[[str], None] | None = None):
+        cls = type(plugin)
+        self.label = f"api plugin '{name}' ({cls.__module__}.{cls.__qualname__})"
+        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.calls = self.failures = 0
+        self.line: str | None = None  # the one line said at the first failure
+        self._stopped = False
+
+    def failed(self, exc: BaseException, events: list[str]) -> None:
+        self.calls += 1
+        self.failures += 1
+        if self.line is None:
+            head = " ".join(str(events[-1]).split())[:self.PAYLOAD_CHARS]
+            self.line = (f"servebench: {self.label} parse_responses failed: {_one_line(exc)[:300]} "
+                         f"(rows marked failed; the run stops if it fails on each of the first "
+                         f"{self.CHECK_FIRST} requests); payload {len(events)} of {len(events)}: {head}")
+            self.say(self.line)
+
+    def hopeless(self) -> bool:
+        """True once, when each of the first CHECK_FIRST calls failed."""
+        if not self._stopped and self.calls == self.failures == self.CHECK_FIRST:
+            self._stopped = True
+            return True
+        return False

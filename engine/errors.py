@@ -23,3 +23,10 @@ class PluginError(UsageError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C (stop, keep what was measured), exit 143."""
+
+
+class PluginFailed(PluginError):
+    """The API plugin failed on each of the first requests: the run stopped.
+    Its one line was printed at the first failure, so it is not repeated."""
+
+    reported = True

@@ -36,6 +36,10 @@ class Progress:
             f"sent {self.done + self.in_flight} | failed {self.failed} | in flight {self.in_flight} | "
             f"{self.done / elapsed:.1f} req/s | {self.output_tokens / elapsed:.0f} tok/s", refresh=False)
 
+    def note(self, line: str) -> None:
+        """One line on stderr, above the progress bar rather than through it."""
+        self._bar.write(line, file=sys.stderr)
+
     def close(self) -> None:
         self.refresh()
         self._bar.close()

@@ -19,8 +19,8 @@ from typing import Iterator
 
 from engine import events, transport
 from engine.arguments import REDACTED, Arguments
-from engine.derive import to_row
-from engine.errors import DatasetError, Terminated, UsageError
+from engine.derive import ParseWatch, to_row
+from engine.errors import DatasetError, PluginFailed, Terminated, UsageError
 from engine.pool import WorkerPool
 from engine.progress import Progress
 from engine.records import Job, RequestRecord, Target, WorkerStats
@@ -119,6 +119,7 @@ class _Run:
         self.failed = 0
         self.rows = 0
         self.warmup_left = args.warmup_num
+        self.parse_watch = ParseWatch(api, args.api, say=progress.note)
         if self.warmup_left == 0:
             self.warmup_done.set()
 
@@ -172,7 +173,8 @@ class _Run:
         record = events.finish(record)
         if self.args.api_key:
             record = _redact(record, self.args.api_key)
-        row = to_row(record, body, request_b64, job.request_id, job.is_warmup, self.api, self.count_tokens)
+        row = to_row(record, body, request_b64, job.request_id, job.is_warmup, self.api, self.count_tokens,
+                     self.parse_watch)
         self.store.add(row)
         if not record.final:  # an attempt that --retries will repeat: a row of its own, not a result
             return
@@ -184,6 +186,8 @@ class _Run:
             if self.warmup_left <= 0:
                 self.warmup_done.set()
         self.progress.on_done(bool(row["success"]), row["completion_tokens"])
+        if self.parse_watch.hopeless():  # every request so far unreadable: stop before a long run
+            raise PluginFailed(self.parse_watch.line)
 
     def fail(self, seqs: list[int], reason: str, worker: str = "-") -> None:
         """Record requests that will never get a record from a worker."""
@@ -255,13 +259,18 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> Run
         status = "interrupted"
         terminated = isinstance(stop, Terminated)
         _stop(run, pool, stats, grace_s=args.grace)
+    except PluginFailed:
+        status = "failed"
+        run.stop.set()
+        raise
     finally:
         if status != "completed":
             run.drop_unsent(pool.in_flight())
         pool.terminate()
         with run.lock:
             left = list(run.pending)
-        run.fail(left, "cancelled: the run was interrupted" if status != "completed" else "worker died")
+        run.fail(left, {"completed": "worker died", "failed": "cancelled: the run stopped (parse_responses failed)"}
+                 .get(status, "cancelled: the run was interrupted"))
         progress.close()
         store.finish_run(status, [_stats_dict(s) for s in stats])
         store.close()

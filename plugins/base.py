@@ -6,6 +6,7 @@ socket and the clock, and never calls a plugin while a request is timed.
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import os
@@ -14,6 +15,13 @@ from typing import Any, Iterator
 
 from engine.arguments import Arguments
 from engine.errors import DatasetError, UsageError
+from plugins.payload import Payload  # noqa: F401  (part of the SDK: what parse_responses gets)
+
+# The run's Arguments while plugins.registry constructs a plugin, for a
+# subclass whose __init__ is not given them (evalscope's `(self, model_path)`
+# or no argument at all) but calls super().__init__.
+CONSTRUCTING: contextvars.ContextVar[Arguments | None] = contextvars.ContextVar("servebench_plugin_args",
+                                                                               default=None)
 
 # Classes registered with the decorators below, by name.  Filled when the
 # module defining them is imported (a --plugin-module, or a plugin package's
@@ -79,10 +87,15 @@ class ApiPluginBase(ABC):
     #: one line shown by `python -m engine plugins`
     description: str = ""
 
-    def __init__(self, param: Arguments):
-        self.param = param
+    def __init__(self, param: Arguments | None = None, model_path: str | None = None, **kwargs: Any):
+        # Today's plugins pass the run's Arguments; those written from
+        # evalscope's first documents take and pass the tokenizer path
+        # (`super().__init__(model_path=model_path)`, or positionally).
+        if isinstance(param, str):
+            param, model_path = None, param
+        self.param = param if param is not None else CONSTRUCTING.get()
         # evalscope perf's base sets this too; plugins ported from it read it.
-        self.model_path = getattr(param, "tokenizer_path", None)
+        self.model_path = model_path if model_path is not None else getattr(self.param, "tokenizer_path", None)
 
     @abstractmethod
     def build_request(self, messages: list[dict] | str, param: Arguments | None = None) -> dict | None:
@@ -91,9 +104,11 @@ class ApiPluginBase(ABC):
     @abstractmethod
     def parse_responses(self, responses: list, request: Any = None, **kwargs: Any) -> tuple[int | None, int | None]:
         """(prompt_tokens, completion_tokens) from the raw event payloads of a
-        stream, or from the one body of a non-streamed reply.  Return None for
-        a count the responses do not give; servebench then falls back to a
-        tokenizer or to counting events."""
+        stream, or from the one body of a non-streamed reply.  Each payload
+        is a `Payload`: the JSON text (a str), also bytes-like (`.decode()`)
+        and the parsed object (`.get('usage')`, `['choices']`).  Return None
+        for a count the responses do not give; servebench then falls back to
+        a tokenizer or to counting events."""
 
     # --- what the protocol looks like on the wire (all optional) ----------
 
@@ -322,7 +337,8 @@ def last_usage(responses: list, prompt_key: str, completion_key: str) -> tuple[i
     completion count: usage comes in its own final chunk, or inside the last
     chunk with choices, or (DashScope) cumulative in every event."""
     for payload in reversed(responses):
-        data = load_json(payload)
+        # a Payload as plain str: the coordinator's parse of it is cached under that key
+        data = load_json(str.__str__(payload) if isinstance(payload, str) else payload)
         usage = data.get("usage") if isinstance(data, dict) else None
         if isinstance(usage, dict) and usage.get(completion_key) is not None:
             return usage.get(prompt_key), usage.get(completion_key)

@@ -13,6 +13,7 @@ import functools
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -22,8 +23,8 @@ from stevedore import ExtensionManager
 
 from engine.arguments import Arguments
 from engine.errors import PluginError, UsageError
-from plugins.base import (API_REGISTRY, DATASET_REGISTRY, ApiPluginBase, DatasetPluginBase,  # noqa: F401
-                          register_api, register_dataset)
+from plugins.base import (API_REGISTRY, CONSTRUCTING, DATASET_REGISTRY, ApiPluginBase,  # noqa: F401
+                          DatasetPluginBase, register_api, register_dataset)
 
 NAMESPACES = {"api": "servebench.api", "dataset": "servebench.datasets"}
 _BASES = {"api": ApiPluginBase, "dataset": DatasetPluginBase}
@@ -180,13 +181,42 @@ def create(kind: str, name: str, param: Arguments):
     info, usable = _get_info(kind, name)
     cls = info.cls
     try:
-        return cls(param)
+        return construct(kind, cls, param)
     except UsageError:  # the plugin's own message for the user (a missing flag, a bad file)
         raise
     except Exception as err:  # a plugin's own bug or a missing requirement: say whose, in one line
         cause = " ".join(f"{type(err).__name__}: {err}".split())[:300]
         raise PluginError(f"{kind} plugin '{name}' ({cls.__module__}.{cls.__qualname__} from {_origin(info)}) "
                           f"failed to start: {cause}; available: {', '.join(usable)}") from err
+
+
+def construct(kind: str, cls: type, param: Arguments):
+    """`cls(...)` with what its __init__ asks for: the run's Arguments (the
+    SDK's signature, whatever the parameter is called), the tokenizer path
+    for evalscope's first documented signature `__init__(self, model_path)`
+    (what evalscope passed it), or nothing.  The instance has `param` (and,
+    for an API plugin, `model_path`) even if its __init__ set neither."""
+    token = CONSTRUCTING.set(param)
+    try:
+        plugin = cls(*_init_args(cls, param))
+    finally:
+        CONSTRUCTING.reset(token)
+    attrs = {"param": param, "model_path": param.tokenizer_path} if kind == "api" else {"query_parameters": param}
+    for attr, value in attrs.items():
+        if getattr(plugin, attr, None) is None:
+            setattr(plugin, attr, value)
+    return plugin
+
+
+def _init_args(cls: type, param: Arguments) -> tuple:
+    try:
+        params = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: the SDK's
+        return (param,)
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    if not positional:
+        return ()
+    return (param.tokenizer_path,) if positional[0].name == "model_path" else (param,)
 
 
 def import_plugin_module(spec: str) -> None:

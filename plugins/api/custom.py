@@ -65,8 +65,10 @@ class CustomApiPlugin(ApiPluginBase):
 
     def parse_responses(self, responses: list, request: Any = None, **kwargs: Any):
         # (prompt_tokens, completion_tokens) of one finished request.
-        # `responses` holds each SSE `data:` payload as a str (for a stream),
-        # or the one body (when not streamed); `request` is the body sent.
+        # `responses` holds each SSE `data:` payload (for a stream), or the one
+        # body (when not streamed), as a plugins.Payload: the JSON text as a
+        # str, also readable with .decode() and .get('usage') (see
+        # docs/plugins.md); `request` is the body sent.
         # Return None for a count you cannot read: servebench then counts the
         # completion with --tokenizer-path, or else counts output events.
         for payload in reversed(responses):
