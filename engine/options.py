@@ -18,6 +18,7 @@ DEFAULT_SWEEP_PARALLEL = [1, 4, 16]
 DEFAULT_SWEEP_NUMBER = [40, 160, 640]
 DEFAULT_NUMBER = 1000  # as evalscope perf, when --url is given without --number
 RATE_DEFAULT_PARALLEL = 256
+DEFAULT_WORKERS = 2 * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"requests per run, paired with --parallel (default {DEFAULT_NUMBER})")
     l.add_argument("--rate", type=POS_FLOAT, nargs="+", help="requests/s, open loop (default: no pacing)")
     l.add_argument("--burstiness", type=BURST, default=1.0, help="gamma shape of the gaps at --rate; 1 = Poisson")
-    l.add_argument("--workers", type=POS_INT, default=os.cpu_count() or 1,
-                   help="worker processes (default: CPU count); threads per process = parallel / workers")
+    # Twice the cores: a process's threads share one GIL, and with two per core
+    # one runs while another waits for it (non-streamed load on 2 cores: 1900
+    # -> 2200 req/s, docs/benchmarks.md); never more processes than --parallel.
+    l.add_argument("--workers", type=POS_INT, default=DEFAULT_WORKERS,
+                   help="worker processes (default: twice the CPU count); threads per process = parallel / workers")
     l.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="where the load comes from: local worker processes (default) or Ray actors on a "
                         "cluster (pip install 'servebench[ray]'; see docs/ray.md)")
