@@ -260,3 +260,16 @@ def test_credentials_in_the_url_are_redacted_everywhere(tmp_path, mock):
             with open(os.path.join(dirpath, name), "rb") as f:
                 assert secret.encode() not in f.read(), name
     assert secret not in proc.stdout + proc.stderr
+
+
+def test_the_clock_starts_when_the_kernel_sent_the_request(tmp_path):
+    """The send stamp is the kernel's transmit stamp, so it sits just before
+    the server's kernel receive stamp for every request, even with 64 threads
+    to a process fighting for its GIL between stamp and write."""
+    with start_mock(["--ttft-ms", "20", "--itl-ms", "5", "--tokens", "8"]) as m:
+        run("--url", m.chat_url, "--parallel", 128, "--number", 512, "--workers", 2, "--outputs-dir", tmp_path,
+            "--no-plots")
+        arrival = {t["request_id"]: t["arrival"] for t in m.truth()}
+    gaps_ms = [(arrival[r["request_id"]] - r["start_time"]) * 1000 for r in rows(find_dbs(tmp_path)[0])]
+    assert len(gaps_ms) == 512
+    assert min(gaps_ms) > -0.05 and max(gaps_ms) < 0.5, (min(gaps_ms), max(gaps_ms))
