@@ -98,13 +98,7 @@ class Sender:
         threads need to read their sockets."""
         target = self.target
         request = self.request_bytes(job)
-        if job.scheduled_time is not None:
-            scheduled = job.scheduled_time
-            delay = scheduled - time.time()
-            if delay > 0:
-                time.sleep(delay)
-        else:
-            scheduled = time.time()
+        scheduled = job.scheduled_time or time.time()  # the worker thread waited until it was due
 
         pieces: list[tuple[bytes, float]] = []
         status = error = retry_after = None
