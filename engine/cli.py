@@ -103,6 +103,12 @@ def _run(argv: list[str]) -> int:
 def _sweep(runs, extra) -> int:
     from engine.runner import Interrupted, run_one
 
+    if extra.test_connection:  # a wrong URL, key or model: one line and exit 2, before anything is made
+        from engine import preflight
+        from engine.runner import check_inputs
+
+        check_inputs(runs[0])  # the user's own mistakes first: they need no server
+        runs = preflight.check(runs)
     first = runs[0]
     label = (first.name or first.model or "run").replace("/", "_").replace(os.sep, "_")
     stamp = "" if first.no_timestamp else time.strftime("%Y%m%d_%H%M%S")
