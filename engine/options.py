@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     l = p.add_argument_group("load")
     l.add_argument("--parallel", type=POS_INT, nargs="+",
                    help=f"requests in flight at most; a list makes a sweep (default 1; {RATE_DEFAULT_PARALLEL} with --rate)")
-    l.add_argument("--number", type=POS_INT, nargs="+",
+    l.add_argument("-n", "--number", type=POS_INT, nargs="+",
                    help=f"requests per run, paired with --parallel (default {DEFAULT_NUMBER})")
     l.add_argument("--rate", type=POS_FLOAT, nargs="+", help="requests/s, open loop (default: no pacing)")
     l.add_argument("--burstiness", type=BURST, default=1.0, help="gamma shape of the gaps at --rate; 1 = Poisson")
