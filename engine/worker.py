@@ -204,10 +204,10 @@ def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str,
             return  # the coordinator has gone
         if job is None:
             return
-        slots[slot] = job.seq
         if not wait_to_send(job, gate):
-            slots[slot] = IDLE
             return  # not sent, no row; nothing after it will be sent either
+        # In the slot from now: if this process dies, the request was (about to be) sent.
+        slots[slot] = job.seq
         for attempt in range(target.retries + 1):
             record = _attempt(sender, target, job, worker)
             retry = attempt < target.retries and _retryable(record)
