@@ -16,6 +16,7 @@ class Progress:
     def __init__(self, label: str, total: int | None, enabled: bool = True):
         self.done = self.failed = self.output_tokens = self.in_flight = 0
         self.rows = 0  # results and retried attempts
+        self.enabled = enabled
         self._t0 = time.monotonic()
         self._bar = tqdm(total=total, desc=label, unit="req", file=sys.stderr, disable=not enabled,
                          dynamic_ncols=True, mininterval=0.5, smoothing=0.1,
@@ -51,7 +52,8 @@ class Progress:
 
     def note(self, text: str) -> None:
         """One line on stderr, above the progress line."""
-        self._bar.write(text, file=sys.stderr)
+        if self.enabled:
+            self._bar.write(text, file=sys.stderr)
 
     def close(self) -> None:
         """After every request is accounted for: nothing is in flight."""

@@ -297,8 +297,8 @@ def _run(args: Arguments, api, tokenizer, jobs, folder: str, db_path: str, label
         outcome = _collect(run, pool, stats)
         if outcome == "interrupted":
             status, terminated = "interrupted", interrupts.terminated()
-            if pool.in_flight() and args.grace > 0:
-                progress.note(f"servebench: stopping: nothing more is sent; the requests in flight get "
+            if args.grace > 0:
+                progress.note(f"servebench: stopping: nothing more is sent; requests in flight get "
                               f"{args.grace:g} s (--grace); Ctrl-C again to stop now")
             _stop(run, pool, stats, grace_s=args.grace, signals=1)
         elif outcome == "tripped":

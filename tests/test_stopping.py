@@ -10,7 +10,6 @@ process, the database), never a guessed sleep; the one sleep picks the
 random moment of a signal.
 """
 import collections
-import os
 import queue
 import random
 import re
