@@ -10,12 +10,13 @@ Errors the user can fix print one line and exit 2; tracebacks only with --debug.
 """
 from __future__ import annotations
 
+import math
 import os
-import signal
 import sys
 import time
 import traceback
 
+from engine import interrupts
 from engine.errors import Terminated, UsageError
 
 SUBCOMMANDS = ("mock", "plugins", "report", "compare")
@@ -77,6 +78,9 @@ def _subcommand(name: str, argv: list[str]) -> int:
 
 
 def _run(argv: list[str]) -> int:
+    # SIGTERM stops a run the way Ctrl-C does: keep and report what was
+    # measured.  Installed first, so no signal finds Python's default.
+    interrupts.install()
     from engine.options import parse_run_args
 
     runs, extra = parse_run_args(argv)
@@ -97,52 +101,93 @@ def _run(argv: list[str]) -> int:
         return _sweep(runs, extra)
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
 def _sweep(runs, extra) -> int:
     from engine.runner import Interrupted, run_one
 
-    # SIGTERM stops a run the way Ctrl-C does: keep and report what was
-    # measured.  SIGINT is set explicitly because a shell starts background
-    # jobs with it ignored, and `kill -INT` should still stop a run cleanly.
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if extra.test_connection:  # a wrong URL, key or model: one line and exit 2, before anything is made
+        from engine import preflight
+        from engine.runner import check_inputs
+
+        check_inputs(runs[0])  # the user's own mistakes first: they need no server
+        runs = preflight.check(runs)
     first = runs[0]
     label = (first.name or first.model or "run").replace("/", "_").replace(os.sep, "_")
     stamp = "" if first.no_timestamp else time.strftime("%Y%m%d_%H%M%S")
     sweep_dir = os.path.join(first.outputs_dir, stamp, label)
     runs = [r.replace(sweep_dir=sweep_dir) for r in runs]
+    # --max-error-rate stops the sweep once its verdict is certain: more
+    # failures than the rate allows of every request the sweep will send.
+    planned = None if any(r.number is None for r in runs) else sum(r.number + r.warmup_num for r in runs)
     db_paths = []
     failed = total = 0
     code = 0
+    nothing = None  # the line for a run where nothing succeeded
     for i, args in enumerate(runs, 1):
         label = f"[{i}/{len(runs)}] parallel {args.parallel}" + (f" rate {args.rate:g}" if args.rate else "")
+        budget = None
+        if extra.max_error_rate is not None and planned is not None:
+            budget = math.floor(extra.max_error_rate * planned) - failed
         try:
-            result = run_one(args, label=label)
+            result = run_one(args, label=label, max_failed=budget)
         except Interrupted as stop:
             result = stop.result
             code = EXIT_TERMINATED if stop.terminated else EXIT_INTERRUPTED
+        except KeyboardInterrupt as stop:  # before this run had made anything
+            code = EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+            break
         db_paths.append(result.db_path)
         failed += result.failed
         total += result.requests
         _report(result.db_path, extra)
-        if code:
+        if code or result.status != "completed":
+            break
+        nothing = _nothing_succeeded(result.db_path)
+        if nothing:
             break
     if db_paths and extra.plots:
         from analysis import write_sweep_report
 
         html = write_sweep_report(db_paths, sweep_dir, slo=extra.slo)
         print(f"servebench: sweep report: {html}", file=sys.stderr)
-    print(f"servebench: results in {sweep_dir}", file=sys.stderr)
+    if db_paths:
+        print(f"servebench: results in {sweep_dir}", file=sys.stderr)
+    if interrupts.requested():  # also one that a finaliser swallowed on its way
+        print("servebench: interrupted", file=sys.stderr)
+        return EXIT_TERMINATED if interrupts.terminated() else EXIT_INTERRUPTED
     if code:
         return code
+    if nothing:
+        print(f"servebench: {nothing}", file=sys.stderr)
+        return 1
     if extra.max_error_rate is not None and total and failed / total > extra.max_error_rate:
-        print(f"servebench: {failed}/{total} requests failed, above --max-error-rate {extra.max_error_rate:g}",
-              file=sys.stderr)
+        stopped = ": stopped once that was certain" if result.status == "stopped" else ""
+        print(f"servebench: {failed}/{total} requests failed, above --max-error-rate {extra.max_error_rate:g}"
+              f"{stopped}", file=sys.stderr)
         return 1
     return 0
+
+
+def _nothing_succeeded(db_path: str) -> str | None:
+    """The one line for a run whose measured requests all failed, or None."""
+    import sqlite3
+    from collections import Counter
+
+    from analysis.metrics import normalize_error
+
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:  # each request's last attempt
+        rows = conn.execute("SELECT success, error, status_code, MAX(attempt) FROM result WHERE is_warmup = 0 "
+                            "GROUP BY request_id").fetchall()
+    finally:
+        conn.close()
+    if not rows or any(success == 1 for success, *_ in rows):
+        return None
+    reasons = Counter(normalize_error(error, status) for _, error, status, _ in rows)
+    reason, n = reasons.most_common(1)[0]
+    if len(reason) > 160:
+        reason = reason[:159] + "…"
+    return (f"nothing succeeded: {len(rows)}/{len(rows)} requests failed (100%); "
+            f"most often ({n}): {reason}")
 
 
 def _report(db_path: str, extra) -> None:

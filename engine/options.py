@@ -29,6 +29,7 @@ class Extra:
     slo: dict | None = None
     max_error_rate: float | None = None
     plots: bool = True
+    test_connection: bool = True  # the pre-flight check (engine.preflight)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,12 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--retries", type=NONNEG_INT, default=0,
                    help="retry a request after a connection failure, 429 or 5xx, up to N times, each attempt "
                         "recorded (default 0: retries distort the measurement)")
+    t.add_argument("--no-test-connection", dest="test_connection", action="store_false",
+                   help="skip the check before the first run (one short request, and GET /v1/models) "
+                        "that turns a wrong URL, key or model into one line and exit 2")
     t.add_argument("--plugin-module", action="append", default=[], metavar="NAME_OR_FILE.py",
                    help="import a module whose @register_api/@register_dataset classes become available (repeatable)")
     l = p.add_argument_group("load")
     l.add_argument("--parallel", type=POS_INT, nargs="+",
                    help=f"requests in flight at most; a list makes a sweep (default 1; {RATE_DEFAULT_PARALLEL} with --rate)")
-    l.add_argument("--number", type=POS_INT, nargs="+",
+    l.add_argument("-n", "--number", type=POS_INT, nargs="+",
                    help=f"requests per run, paired with --parallel (default {DEFAULT_NUMBER})")
     l.add_argument("--rate", type=POS_FLOAT, nargs="+", help="requests/s, open loop (default: no pacing)")
     l.add_argument("--burstiness", type=BURST, default=1.0, help="gamma shape of the gaps at --rate; 1 = Poisson")
@@ -103,8 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray actors with --backend ray (default: one per CPU of the cluster); "
                         "threads per actor = parallel / N")
     l.add_argument("--warmup-num", type=NONNEG_INT, default=0, help="requests sent first and left out of metrics")
-    l.add_argument("--duration", type=POS_FLOAT, help="seconds: stop dispatching, let in-flight requests finish")
-    l.add_argument("--grace", type=NONNEG_FLOAT, default=5.0, help="seconds in-flight requests get after Ctrl-C")
+    l.add_argument("--duration", type=POS_FLOAT,
+                   help="seconds: nothing is sent after them; in-flight requests get --grace to finish")
+    l.add_argument("--grace", type=NONNEG_FLOAT, default=5.0,
+                   help="seconds in-flight requests get after Ctrl-C, --duration or --max-error-rate (default 5)")
     l.add_argument("--seed", type=int, default=0, help="seed of the arrival process and random datasets")
     d = p.add_argument_group("dataset")
     d.add_argument("--dataset", default=None, help="dataset plugin (default: builtin; line_by_line with --dataset-path)")
@@ -131,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--no-timestamp", action="store_true", help="no timestamp folder level")
     o.add_argument("--slo", help="goodput SLOs, e.g. ttft=200ms,tpot=50ms,latency=10s")
     o.add_argument("--no-plots", action="store_true", help="write tables and JSON only (no PNG/HTML)")
-    o.add_argument("--max-error-rate", type=SHARE, help="exit 1 when a larger share of requests failed")
+    o.add_argument("--max-error-rate", type=SHARE,
+                   help="exit 1 when a larger share of requests failed; the sweep stops as soon as that is certain")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -198,7 +205,7 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra]:
         name=ns.name, no_timestamp=ns.no_timestamp, debug=ns.debug,
     )
     runs = [base.replace(parallel=p, number=n, rate=r) for p, n, r in zip(parallel, number, rate)]
-    return runs, Extra(tuple(ns.plugin_module), slo, ns.max_error_rate, not ns.no_plots)
+    return runs, Extra(tuple(ns.plugin_module), slo, ns.max_error_rate, not ns.no_plots, ns.test_connection)
 
 
 def _check_tls_files(ns) -> None:

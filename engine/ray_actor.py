@@ -18,7 +18,7 @@ import threading
 import time
 
 from engine.records import Job, RequestRecord, Target, WorkerStats
-from engine.worker import IDLE, run_threads, tune_gc
+from engine.worker import IDLE, EventGate, run_threads, tune_gc
 
 BATCH_S = 0.005  # a busy actor answers at most this often: records travel in batches
 
@@ -80,6 +80,7 @@ class LoadActor:
         self._offset = 0.0
         self._stats: WorkerStats | None = None
         self._last_poll = 0.0
+        self._gate = EventGate()  # stop and deadline, checked by every thread before it sends
 
     def hello(self) -> dict:
         import ray
@@ -99,7 +100,7 @@ class LoadActor:
             tune_gc()
             wall0, cpu0 = time.monotonic(), time.process_time()
             # The actor dies with its owner, the driver: no orphan check needed.
-            run_threads(target, self._jobs, results, n_threads, self._slots, 0, name, lambda: False)
+            run_threads(target, self._jobs, results, n_threads, self._slots, 0, name, lambda: False, self._gate)
             usage = resource.getrusage(resource.RUSAGE_SELF)
             stats = WorkerStats(worker=name, cpu_s=time.process_time() - cpu0, wall_s=time.monotonic() - wall0,
                                 peak_rss_mb=usage.ru_maxrss / 1024.0)
@@ -109,7 +110,11 @@ class LoadActor:
 
         threading.Thread(target=main, name=f"{name}-main", daemon=True).start()
 
-    def submit(self, jobs: list[Job], stop: bool = False) -> None:
+    def submit(self, jobs: list[Job], stop: bool = False, deadline: float | None = None) -> None:
+        """Jobs to send; `stop`: threads leave once the queue is empty;
+        `deadline` (driver epoch): nothing is sent at or after it."""
+        if deadline is not None:
+            self._gate.limit = deadline + self._offset
         if jobs:
             offset = self._offset
             self._jobs.extend([j if j.scheduled_time is None
@@ -117,6 +122,11 @@ class LoadActor:
                                for j in jobs])
         if stop:  # threads leave once the queue is empty
             self._jobs.stop()
+
+    def stop_now(self) -> None:
+        """No thread sends another request; each leaves at its next job."""
+        self._gate.stop.set()
+        self._jobs.stop()
 
     def poll(self, wait_s: float) -> tuple[list[RequestRecord], list[int], WorkerStats | None]:
         """(records since the last poll, seqs being sent, final stats once the

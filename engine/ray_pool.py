@@ -25,6 +25,13 @@ BATCH_S (engine.ray_actor), so results stream while the run goes.  Each
 reply also says which seqs the actor's threads are sending (the local
 pool's shared slots).
 
+Stopping.  A signal reaches the actors at once: the driver's wake-up fd
+(`stop_fd`) is a pipe a thread here watches, which calls every actor's
+`stop_now`; each actor's threads check an Event before each send (engine.
+worker.wait_to_send), and the deadline of --duration travels with every
+batch of jobs.  Jobs an actor held but did not send when it ended after a
+stop or the deadline were never sent: they go to no other actor.
+
 Faults.  An actor that dies (its process, or its node) has the requests its
 threads were sending recorded as failed, "worker died: <node>/w<i> (...)";
 the jobs it had queued but not started go to the other actors, and the run
@@ -40,6 +47,7 @@ import collections
 import dataclasses
 import os
 import queue
+import select
 import signal
 import sys
 import threading
@@ -47,7 +55,7 @@ import time
 from dataclasses import dataclass, field
 
 from engine.errors import UsageError
-from engine.pool import split_threads
+from engine.pool import release_wakeup_fd, split_threads
 from engine.ray_actor import _actor_class, _version
 from engine.records import Job, RequestRecord, Target, WorkerStats
 
@@ -178,30 +186,39 @@ class RayPool:
 
         cls = _actor_class(ray)
         self.members: list[_Member] = []
-        for i, n in enumerate(self.threads):
-            node = places[i]
-            actor = cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-                                name=None).remote()
-            label = labels[node["NodeID"]]
-            self.members.append(_Member(i, f"{label}/w{i}", label, node["NodeID"], actor, n, 2 * n,
-                                        info={"ip": node.get("NodeManagerAddress")}))
         self._lock = threading.Condition()
         self._reports: list[tuple[str, list[int]]] = []
         self._backlog: collections.deque = collections.deque()
-        self._stop_requested = False
+        self._stop_requested = False  # the last job is queued
+        self._stopped = False  # stop now: nothing more is sent
+        self._deadline: float | None = None  # driver epoch; sent to actors with every batch
         self._closed = False
+        self._shut = False
+        self._stop_refs: list = []
         self.jobs: queue.Queue = queue.Queue(maxsize=max(queue_ahead, 1))
         self.results: queue.Queue = queue.Queue()
         self._t0 = time.monotonic()
         try:
+            for i, n in enumerate(self.threads):
+                node = places[i]
+                actor = cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+                                    name=None).remote()
+                label = labels[node["NodeID"]]
+                self.members.append(_Member(i, f"{label}/w{i}", label, node["NodeID"], actor, n, 2 * n,
+                                            info={"ip": node.get("NodeManagerAddress")}))
             self._start_actors(ray, target, started_local)
-        except BaseException:
+        except BaseException:  # Ctrl-C included: no actor is left behind
             self._kill_actors()
             raise
+        # The signal wake-up fd: a byte here (a signal's number) stops every actor.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="servebench-ray-dispatch", daemon=True)
         self._receiver = threading.Thread(target=self._receive_loop, name="servebench-ray-receive", daemon=True)
+        self._stopper = threading.Thread(target=self._stop_loop, name="servebench-ray-stop", daemon=True)
         self._dispatcher.start()
         self._receiver.start()
+        self._stopper.start()
 
     def _start_actors(self, ray, target: Target, started_local: bool) -> None:
         try:
@@ -231,15 +248,97 @@ class RayPool:
     def total_threads(self) -> int:
         return sum(self.threads)
 
-    def wait_ready(self, timeout_s: float = 0.0) -> None:
+    @property
+    def stop_fd(self) -> int:
+        """For signal.set_wakeup_fd: a signal stops every actor (`_stop_loop`)."""
+        return self._wake_w
+
+    def wait_ready(self, timeout_s: float = 0.0, stop=None) -> None:
         """The actors started in __init__: ready already."""
+
+    def set_deadline(self, epoch_s: float) -> None:
+        """No actor thread sends at or after this time (driver clock)."""
+        with self._lock:
+            self._deadline = epoch_s
+
+    def receive(self, timeout_s: float) -> list:
+        """The messages (RequestRecord, WorkerStats) that arrived within `timeout_s`."""
+        try:
+            messages = [self.results.get(timeout=timeout_s)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                messages.append(self.results.get_nowait())
+            except queue.Empty:
+                return messages
+
+    def stop(self) -> None:
+        """Stop now: no actor thread sends another request."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            targets = [m for m in self.members if m.accepting]
+            self._lock.notify_all()
+        self._stop_refs = [m.actor.stop_now.remote() for m in targets]
+
+    def ended(self) -> bool:
+        """Every actor has ended or died, and all it sent has been taken."""
+        with self._lock:
+            done = all(m.finished or m.dead for m in self.members) and not self._reports
+        return done and self.results.empty()
+
+    def shutdown(self) -> tuple[list, list[int]]:
+        """Stop, take what each live actor still holds, end the actors.
+        Returns (the messages not yet received, the seqs still being sent:
+        sent, never recorded).  Idempotent."""
+        if self._shut:
+            return [], []
+        self._shut = True
+        ray = self._ray
+        self.stop()
+        release_wakeup_fd(self._wake_w)
+        try:
+            ray.wait(self._stop_refs, num_returns=len(self._stop_refs), timeout=SUBMIT_TIMEOUT_S)
+        except Exception:
+            pass
+        self._closed = True
+        with self._lock:
+            self._lock.notify_all()
+        for thread in (self._dispatcher, self._receiver, self._stopper):
+            thread.join(timeout=2 * POLL_WAIT_S + SUBMIT_TIMEOUT_S)
+        # A last look at each live actor: its threads send nothing new now,
+        # so what it holds plus what it is sending is everything it sent.
+        live = [m for m in self.members if m.accepting]
+        refs = {m.actor.poll.remote(0.0): m for m in live}
+        for ref, m in refs.items():
+            try:
+                records, sending, stats = ray.get(ref, timeout=SUBMIT_TIMEOUT_S)
+            except Exception:  # gone meanwhile: its last known sending set stands
+                continue
+            self._received(m, records, sending, stats)
+        with self._lock:
+            lost = sorted(s for m in self.members if m.accepting for s in m.sending if s in m.assigned)
+            lost += [s for _, seqs in self._reports for s in seqs]
+            self._reports = []
+        self._kill_actors()
+        messages = []
+        while True:
+            try:
+                messages.append(self.results.get_nowait())
+            except queue.Empty:
+                break
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        return messages, lost
 
     def reap_dead(self) -> list[tuple[str, list[int]]]:
         """(worker, seqs) for every actor found dead since the last call: the
         seqs it was sending.  Once no actor is left, every job still waiting
         is returned too, so the run can end."""
         with self._lock:
-            if not any(m.accepting for m in self.members):
+            if all(m.dead for m in self.members) and not self._stopped:
                 waiting = [job.seq for job in self._backlog]
                 self._backlog.clear()
                 while True:
@@ -270,13 +369,7 @@ class RayPool:
             seqs += [s for _, reported in self._reports for s in reported]
         return seqs
 
-    def terminate(self) -> None:
-        self._closed = True
-        with self._lock:
-            self._lock.notify_all()
-        for thread in (self._dispatcher, self._receiver):
-            thread.join(timeout=2 * POLL_WAIT_S + 1.0)
-        self._kill_actors()
+    terminate = shutdown
 
     # -- inside ---------------------------------------------------------------------
     def _kill_actors(self) -> None:
@@ -308,10 +401,26 @@ class RayPool:
                 batch.append(job)
         return batch
 
+    def _stop_loop(self) -> None:
+        """Wait for a signal's byte on the wake-up pipe; then stop every actor."""
+        wanted = {signal.SIGINT, signal.SIGTERM}
+        while not self._closed:
+            if not select.select([self._wake_r], [], [], POLL_WAIT_S)[0]:
+                continue
+            try:
+                data = os.read(self._wake_r, 64)
+            except OSError:
+                return
+            if any(b in wanted for b in data):
+                self.stop()
+
     def _dispatch_loop(self) -> None:
         ray = self._ray
         while not self._closed:
             with self._lock:
+                if self._stopped:  # nothing more is sent: the jobs left stay unsent
+                    self._lock.wait(0.05)
+                    continue
                 room = sum(max(0, m.capacity - len(m.assigned)) for m in self.members if m.accepting)
                 if room == 0:
                     self._lock.wait(0.05)
@@ -322,6 +431,7 @@ class RayPool:
                 continue
             sends: dict[int, list[Job]] = collections.defaultdict(list)
             with self._lock:
+                deadline = self._deadline
                 live = [m for m in self.members if m.accepting]
                 for job in batch:
                     m = max(live, key=lambda m: (m.capacity - len(m.assigned), -m.index), default=None)
@@ -330,7 +440,7 @@ class RayPool:
                         continue
                     m.assigned[job.seq] = job
                     sends[m.index].append(job)
-            refs = [self.members[i].actor.submit.remote(jobs) for i, jobs in sends.items()]
+            refs = [self.members[i].actor.submit.remote(jobs, False, deadline) for i, jobs in sends.items()]
             # One batch at a time per actor, so its jobs arrive in order; a
             # dead actor's call fails at once (the receiver handles it).
             if refs:
@@ -349,7 +459,6 @@ class RayPool:
 
     def _receive_loop(self) -> None:
         ray = self._ray
-        unavailable = getattr(ray.exceptions, "ActorUnavailableError", ())  # Ray >= 2.30
         polls: dict = {}  # ref -> member
         retry_at: dict[int, float] = {}  # member index -> when to poll again (after "unavailable")
         while not self._closed:
@@ -364,22 +473,30 @@ class RayPool:
                 time.sleep(0.05)
                 continue
             ready, _ = ray.wait(list(polls), num_returns=1, timeout=0.1)
-            for ref in ready:
-                m = polls.pop(ref)
-                try:
-                    records, sending, stats = ray.get(ref)
-                except unavailable:
-                    m.unavailable_since = m.unavailable_since or time.monotonic()
-                    if time.monotonic() - m.unavailable_since > UNAVAILABLE_LIMIT_S:
-                        self._died(m, "actor unreachable")
-                    else:
-                        retry_at[m.index] = time.monotonic() + 0.2
-                    continue
-                except ray.exceptions.RayError as exc:  # RayActorError: the actor or its node died
-                    self._died(m, _cause(exc))
-                    continue
-                m.unavailable_since = None
-                self._received(m, records, sending, stats)
+            self._take_polls(ray, polls, ready, retry_at)
+        # Closing: the polls still open carry records too (answered within POLL_WAIT_S).
+        if polls:
+            ready, _ = ray.wait(list(polls), num_returns=len(polls), timeout=2 * POLL_WAIT_S + 1.0)
+            self._take_polls(ray, polls, ready, retry_at)
+
+    def _take_polls(self, ray, polls: dict, ready: list, retry_at: dict) -> None:
+        unavailable = getattr(ray.exceptions, "ActorUnavailableError", ())  # Ray >= 2.30
+        for ref in ready:
+            m = polls.pop(ref)
+            try:
+                records, sending, stats = ray.get(ref)
+            except unavailable:
+                m.unavailable_since = m.unavailable_since or time.monotonic()
+                if time.monotonic() - m.unavailable_since > UNAVAILABLE_LIMIT_S:
+                    self._died(m, "actor unreachable")
+                else:
+                    retry_at[m.index] = time.monotonic() + 0.2
+                continue
+            except ray.exceptions.RayError as exc:  # RayActorError: the actor or its node died
+                self._died(m, _cause(exc))
+                continue
+            m.unavailable_since = None
+            self._received(m, records, sending, stats)
 
     def _received(self, m: _Member, records: list[RequestRecord], sending: list[int],
                   stats: WorkerStats | None) -> None:
@@ -393,10 +510,13 @@ class RayPool:
             m.sending = set(sending)
             if stats is not None and not m.finished:
                 m.finished = True
-                # Jobs that reached it after its threads left: to another actor.
                 leftover = sorted(m.assigned.values(), key=lambda j: j.seq)
                 m.assigned.clear()
-                self._requeue(leftover)
+                # Jobs that reached it after its threads left go to another
+                # actor; after a stop or the deadline they were not sent, and
+                # no one will send them.
+                if not self._stopped and not (self._deadline is not None and time.time() >= self._deadline):
+                    self._requeue(leftover)
                 self.results.put(self._stats(m, stats))
             self._lock.notify_all()
 

@@ -1,9 +1,12 @@
 """The coordinator of one run: dataset -> API plugin -> Jobs -> workers ->
 RequestRecords -> rows in the database; then the report.
 
-The coordinator is the only writer of the database.  Every Job it dispatches
-ends as exactly one row: a record from a worker, or, if that worker died or
-the run was interrupted, a failed row that says so.
+The coordinator is the only writer of the database.  Every Job a worker
+sent ends as exactly one row (one per attempt with --retries): its record,
+or, if that worker died or the run was cut, a failed row that says so.  A
+Job no worker sent (stopped, or past the deadline, when its time came) gets
+none.  The run ends once every worker has ended and everything it wrote has
+been read (engine.pool), so no record is left in a pipe when it is saved.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
-from engine import events, transport
+from engine import events, interrupts, transport
 from engine.arguments import REDACTED, Arguments
 from engine.derive import ParseWatch, to_row
 from engine.errors import DatasetError, PluginFailed, Terminated, UsageError
@@ -38,7 +41,7 @@ STOP_TIMEOUT_S = 10.0
 @dataclass(frozen=True)
 class RunResult:
     db_path: str
-    status: str  # completed / interrupted
+    status: str  # completed / interrupted / stopped (--max-error-rate)
     requests: int
     failed: int
 
@@ -110,12 +113,14 @@ class _Run:
 
     def __init__(self, args: Arguments, api, count_tokens, store: ResultStore, progress: Progress):
         self.args, self.api, self.count_tokens, self.store, self.progress = args, api, count_tokens, store, progress
-        self.pending: dict[int, tuple[Job, dict, str]] = {}
+        self.pending: dict[int, tuple[Job, dict, str]] = {}  # dispatched, no final record yet
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.feeding_done = threading.Event()
         self.warmup_done = threading.Event()
         self.feed_error: BaseException | None = None
+        self.deadline: float | None = None  # epoch: --duration ends here (set by the feeder)
+        self.max_failed: int | None = None  # more failed requests than this stop the run
         self.failed = 0
         self.rows = 0
         self.warmup_left = args.warmup_num
@@ -130,6 +135,8 @@ class _Run:
             offsets = send_offsets_s(args.rate, args.burstiness, args.seed, args.number)
             t0 = deadline = None
             for job, body, request_b64 in jobs:
+                if self.stop.is_set():
+                    return
                 if job.is_warmup:
                     scheduled = None
                 else:
@@ -137,9 +144,14 @@ class _Run:
                         while not self.warmup_done.wait(0.1):
                             if self.stop.is_set():
                                 return
-                        pool.wait_ready()
+                        pool.wait_ready(stop=self.stop)
+                        if self.stop.is_set():
+                            return
                         t0 = time.time() + (RATE_LEAD_S if args.rate is not None else 0.0)
-                        deadline = None if args.duration is None else t0 + args.duration
+                        if args.duration is not None:
+                            # Workers check it at the send; the feeder only stops queueing.
+                            deadline = self.deadline = t0 + args.duration
+                            pool.set_deadline(deadline)
                     offset = next(offsets)
                     scheduled = None if offset is None else t0 + offset
                     due = scheduled if scheduled is not None else time.time()
@@ -148,22 +160,27 @@ class _Run:
                     job = Job(job.seq, job.request_id, job.payload, scheduled, False)
                 with self.lock:
                     self.pending[job.seq] = (job, body, request_b64)
-                while not self.stop.is_set():
+                while True:
+                    if self.stop.is_set() or (deadline is not None and time.time() >= deadline):
+                        return  # left pending: never sent, forgotten at the end
                     try:
                         pool.jobs.put(job, timeout=0.1)
                         break
                     except queue.Full:
                         continue
-                if self.stop.is_set():
-                    with self.lock:
-                        self.pending.pop(job.seq, None)
-                    return
         except BaseException as exc:  # reported by the collector in the main thread
-            self.feed_error = exc
+            if not self.stop.is_set():  # (once stopped, the pool may be closing under it)
+                self.feed_error = exc
         finally:
             self.feeding_done.set()
 
     # --- collector ---------------------------------------------------------
+    def take(self, message, stats: list[WorkerStats]) -> None:
+        if isinstance(message, RequestRecord):
+            self.record(message)
+        elif isinstance(message, WorkerStats):
+            stats.append(message)
+
     def record(self, record: RequestRecord) -> None:
         with self.lock:
             entry = self.pending.pop(record.seq, None) if record.final else self.pending.get(record.seq)
@@ -177,6 +194,7 @@ class _Run:
                      self.parse_watch)
         self.store.add(row)
         if not record.final:  # an attempt that --retries will repeat: a row of its own, not a result
+            self.progress.on_attempt(bool(row["success"]))
             return
         self.rows += 1
         if not row["success"]:
@@ -186,7 +204,7 @@ class _Run:
             if self.warmup_left <= 0:
                 self.warmup_done.set()
         self.progress.on_done(bool(row["success"]), row["completion_tokens"])
-        if self.parse_watch.hopeless():  # every request so far unreadable: stop before a long run
+        if not self.stop.is_set() and self.parse_watch.hopeless():  # every request so far unreadable
             raise PluginFailed(self.parse_watch.line)
 
     def fail(self, seqs: list[int], reason: str, worker: str = "-") -> None:
@@ -203,21 +221,36 @@ class _Run:
                                       start_time=min(scheduled, now), latency_s=None, status_code=None,
                                       error=reason, transport_failed=True, is_stream=self.args.stream))
 
-    def drop_unsent(self, in_flight: list[int]) -> None:
-        """After a stop: jobs still queued were never sent, so they get no row."""
-        sending = set(in_flight)
+    def forget_unsent(self) -> int:
+        """Once every worker has ended and all it wrote has been read, a job
+        still pending was never sent (stopped, or past the deadline, when a
+        thread took it; or still queued): it gets no row."""
         with self.lock:
-            for seq in [s for s in self.pending if s not in sending]:
-                del self.pending[seq]
-
-    def finished(self) -> bool:
-        with self.lock:
-            return self.feeding_done.is_set() and not self.pending
+            left = len(self.pending)
+            self.pending.clear()
+        return left
 
 
-def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> RunResult:
+def check_inputs(args: Arguments) -> None:
+    """Load the plugins and build the first request, as run_one does first:
+    a bad flag, file or plugin is reported before anything goes on the network."""
+    api = registry.create("api", args.api, args)
+    dataset = registry.create("dataset", args.dataset, args)
+    load_tokenizer(args.tokenizer_path)
+    next(_jobs(args, api, dataset))
+    if args.backend == "ray":
+        from engine.ray_pool import import_ray
+
+        import_ray()
+
+
+def run_one(args: Arguments, label: str = "", show_progress: bool = True,
+            max_failed: int | None = None) -> RunResult:
     """Run one load level and write its database; raises Interrupted after a
-    Ctrl-C, with everything measured so far committed."""
+    Ctrl-C or SIGTERM, with everything measured so far committed (a bare
+    KeyboardInterrupt when it came before anything was created).  With
+    `max_failed`, the run stops (status "stopped") once more requests than
+    that have failed."""
     api = registry.create("api", args.api, args)
     dataset = registry.create("dataset", args.dataset, args)
     tokenizer = load_tokenizer(args.tokenizer_path)
@@ -235,49 +268,74 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> Run
         url=args.url, headers=tuple(headers.items()), stream=args.stream, connect_timeout_s=args.connect_timeout,
         read_timeout_s=args.read_timeout, retries=args.retries, proxies=args.proxies(),
         verify=False if args.insecure else (args.ca_bundle or True), cert=args.client_cert()))
-    # Workers first: a Ray cluster that cannot be reached leaves no empty database.
-    pool = _make_pool(args, target)
+    pool = None
     try:
-        os.makedirs(folder, exist_ok=True)
-        store = ResultStore(db_path)
-        store.start_run(os.path.basename(folder), args.public_dict(), args.backend, _version())
-    except BaseException:
-        pool.terminate()
-        raise
+        # Workers first: a Ray cluster that cannot be reached leaves no empty database.
+        pool = _make_pool(args, target)
+        # From here a signal is counted, and acted on by the loops below at
+        # safe points; the workers have it at once through the stop pipe.
+        with interrupts.deferred():
+            with interrupts.wakeup(pool.stop_fd):
+                interrupts.raise_if_requested()  # one that came while the workers started
+                return _run(args, api, tokenizer, jobs, folder, db_path, label, show_progress, pool, max_failed)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _run(args: Arguments, api, tokenizer, jobs, folder: str, db_path: str, label: str, show_progress: bool,
+         pool, max_failed: int | None) -> RunResult:
+    os.makedirs(folder, exist_ok=True)
+    store = ResultStore(db_path)
+    store.start_run(os.path.basename(folder), args.public_dict(), args.backend, _version())
     total = None if args.number is None else args.number + args.warmup_num
     progress = Progress(label or os.path.basename(folder), total, enabled=show_progress)
     run = _Run(args, api, tokenizer.count if tokenizer else None, store, progress)
+    run.max_failed = max_failed
     stats: list[WorkerStats] = []
     status = "completed"
     terminated = False
+    cut = "cancelled: the run was interrupted"  # the reason of a request still in flight at the end
+    feeder = threading.Thread(target=run.feed, args=(pool, jobs), name="servebench-feeder", daemon=True)
     try:
-        feeder = threading.Thread(target=run.feed, args=(pool, jobs), name="servebench-feeder", daemon=True)
         feeder.start()
-        _collect(run, pool, stats)
-        feeder.join()
-    except KeyboardInterrupt as stop:
-        status = "interrupted"
-        terminated = isinstance(stop, Terminated)
-        _stop(run, pool, stats, grace_s=args.grace)
-    except PluginFailed:
-        status = "failed"
-        run.stop.set()
+        outcome = _collect(run, pool, stats)
+        if outcome == "interrupted":
+            status, terminated = "interrupted", interrupts.terminated()
+            if args.grace > 0:
+                progress.note(f"servebench: stopping: nothing more is sent; requests in flight get "
+                              f"{args.grace:g} s (--grace); Ctrl-C again to stop now")
+            _stop(run, pool, stats, grace_s=args.grace, signals=1)
+        elif outcome == "tripped":
+            status, cut = "stopped", "cancelled: --max-error-rate was exceeded"
+            _stop(run, pool, stats, grace_s=args.grace, signals=0)
+        elif outcome == "overtime":
+            cut = f"cancelled: still in flight {args.grace:g} s (--grace) after the --duration ended"
+        elif outcome == "error":
+            status, cut = "failed", "cancelled: the run failed"
+    except PluginFailed:  # the API plugin read none of the first replies: stop before a long run
+        status, cut = "failed", "cancelled: the run stopped (parse_responses failed)"
         raise
+    except KeyboardInterrupt as stop:  # without the command line's handlers (servebench as a library)
+        status, terminated = "interrupted", isinstance(stop, Terminated)
+        _stop(run, pool, stats, grace_s=args.grace, signals=interrupts.requested())
     finally:
-        if status != "completed":
-            run.drop_unsent(pool.in_flight())
-        pool.terminate()
-        with run.lock:
-            left = list(run.pending)
-        run.fail(left, {"completed": "worker died", "failed": "cancelled: the run stopped (parse_responses failed)"}
-                 .get(status, "cancelled: the run was interrupted"))
+        run.stop.set()
+        feeder.join(timeout=1.0)  # it checks the stop at least every 0.1 s
+        # End the workers still running, read everything they wrote, then
+        # record what they were still sending; what is left was never sent.
+        messages, lost = pool.shutdown()
+        for message in messages:
+            run.take(message, stats)
+        run.fail(lost, cut)
+        run.forget_unsent()
         progress.close()
         store.finish_run(status, [_stats_dict(s) for s in stats])
         store.close()
     if run.feed_error is not None:
         raise run.feed_error
     result = RunResult(db_path, status, run.rows, run.failed)
-    if status != "completed":
+    if status == "interrupted":
         raise Interrupted(result, terminated)
     return result
 
@@ -292,64 +350,55 @@ def _make_pool(args: Arguments, target: Target):
     return WorkerPool(target, args.parallel, args.workers, queue_ahead=args.parallel + 8)
 
 
-def _collect(run: _Run, pool: WorkerPool, stats: list[WorkerStats]) -> None:
-    stop_sent = False
-    last_check = time.monotonic()
+def _collect(run: _Run, pool: WorkerPool, stats: list[WorkerStats]) -> str:
+    """Until every worker has ended: "done"; or "interrupted" (a signal),
+    "tripped" (more failures than run.max_failed), "overtime" (requests
+    still in flight --grace after --duration ended), "error" (the feeder
+    failed)."""
+    last_refresh = time.monotonic()
     while True:
-        try:
-            message = pool.results.get(timeout=COLLECT_POLL_S)
-        except queue.Empty:
-            message = None
-        if isinstance(message, RequestRecord):
-            run.record(message)
-        elif isinstance(message, WorkerStats):
-            stats.append(message)
-        if time.monotonic() - last_check >= 0.25:
-            last_check = time.monotonic()
+        for message in pool.receive(COLLECT_POLL_S):
+            run.take(message, stats)
+        _reap(run, pool)
+        if time.monotonic() - last_refresh >= 0.25:
+            last_refresh = time.monotonic()
             run.progress.refresh(in_flight=len(pool.in_flight()))
-            for worker, seqs in pool.reap_dead():
-                name, known, _ = worker.partition(" (")  # "w1 (exit -9)": the row says which worker
-                run.fail(seqs, f"worker died: {worker}", worker=name if known else "-")
+        if interrupts.requested():
+            return "interrupted"
         if run.feed_error is not None:
-            run.stop.set()
-            return
-        if not stop_sent and run.feeding_done.is_set():
+            return "error"
+        if run.max_failed is not None and run.failed > run.max_failed:
+            return "tripped"
+        if run.feeding_done.is_set():
             pool.send_stop()
-            stop_sent = True
-        if stop_sent and run.finished():
-            _drain_stats(pool, stats)
-            return
+            if pool.ended():
+                return "done"
+        if run.deadline is not None and time.time() >= run.deadline + run.args.grace:
+            return "overtime"
 
 
-def _drain_stats(pool: WorkerPool, stats: list[WorkerStats], timeout_s: float = 5.0) -> None:
-    """After the last record, each process reports its CPU use as it exits."""
-    deadline = time.monotonic() + timeout_s
-    while len(stats) < len(pool.members) and time.monotonic() < deadline:
-        try:
-            message = pool.results.get(timeout=0.1)
-        except queue.Empty:
-            if pool.alive() == 0:
-                break
-            continue
-        if isinstance(message, WorkerStats):
-            stats.append(message)
+def _reap(run: _Run, pool) -> None:
+    for worker, seqs in pool.reap_dead():
+        name, known, _ = worker.partition(" (")  # "w1 (exit -9)": the row says which worker
+        run.fail(seqs, f"worker died: {worker}", worker=name if known else "-")
 
 
-def _stop(run: _Run, pool: WorkerPool, stats: list[WorkerStats], grace_s: float) -> None:
-    """Ctrl-C: stop dispatching, give in-flight requests `grace_s`, keep what came."""
+def _stop(run: _Run, pool: WorkerPool, stats: list[WorkerStats], grace_s: float, signals: int) -> None:
+    """A stop: nothing more is sent (after a signal the workers had it first,
+    through the pipe); in-flight requests get `grace_s`; one signal more than
+    the `signals` that caused the stop ends it now (a second Ctrl-C)."""
     run.stop.set()
+    pool.stop()
     deadline = time.monotonic() + grace_s
     try:
-        while time.monotonic() < deadline and pool.in_flight():
-            try:
-                message = pool.results.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if isinstance(message, RequestRecord):
-                run.record(message)
-            elif isinstance(message, WorkerStats):
-                stats.append(message)
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+        while time.monotonic() < deadline and not pool.ended():
+            for message in pool.receive(min(COLLECT_POLL_S, max(0.0, deadline - time.monotonic()))):
+                run.take(message, stats)
+            _reap(run, pool)
+            run.progress.refresh(in_flight=len(pool.in_flight()))
+            if interrupts.requested() > signals:
+                return  # a second Ctrl-C: stop at once
+    except KeyboardInterrupt:  # the same, without the command line's handlers
         pass
 
 

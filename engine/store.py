@@ -51,7 +51,7 @@ RUN_COLUMNS = (
     ("args", "TEXT"),  # JSON of Arguments.public_dict(): no secrets
     ("start_time", "REAL"),
     ("end_time", "REAL"),
-    ("status", "TEXT"),  # running / completed / interrupted / failed
+    ("status", "TEXT"),  # running / completed / interrupted / stopped (--max-error-rate) / failed
     ("backend", "TEXT"),
     ("workers", "TEXT"),  # JSON list of per-worker health (cpu_s, wall_s, ...)
     ("version", "TEXT"),

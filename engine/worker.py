@@ -7,14 +7,22 @@ process; several processes keep one process's GIL from delaying every
 stream's reads.  Workers import no plugin, pandas or matplotlib: they only
 move bytes and read clocks (the coordinator splits the bodies into events,
 engine.events.finish).
+
+Stopping.  A thread asks its Gate just before each send (`wait_to_send`):
+after a stop, or at the run's deadline, the job is not sent and gets no
+row.  The stop does not travel through the job queue: locally it is a byte
+in a pipe every worker process watches (the coordinator's signal wake-up
+fd writes it the moment Ctrl-C arrives), on Ray an Event each actor sets.
 """
 from __future__ import annotations
 
 import dataclasses
 import gc
 import os
+import pickle
 import queue
 import resource
+import select
 import signal
 import threading
 import time
@@ -29,27 +37,112 @@ RETRY_BACKOFF_S = 0.5  # first wait before a retry without Retry-After; doubles 
 MAX_RETRY_WAIT_S = 30.0
 
 
-def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots, slot_base: int, ready) -> None:
+class PipeGate:
+    """The stop and the deadline as a local worker process sees them: the
+    read end of the coordinator's stop pipe (readable once anything was
+    written to it, or once the coordinator is gone), and a shared double
+    holding the deadline in epoch seconds (0: none)."""
+
+    def __init__(self, stop_reader, deadline_value):
+        self._reader = stop_reader  # kept: it owns the descriptor
+        self._fd = stop_reader.fileno()
+        self._deadline = deadline_value
+
+    def wait(self, timeout_s: float) -> bool:
+        """True as soon as the run is stopped; False after `timeout_s` without."""
+        timeout_s = max(0.0, timeout_s)
+        if self._fd < 1024:  # select's limit; its timeout is precise to the microsecond
+            return bool(select.select([self._fd], [], [], timeout_s)[0])
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        return bool(poller.poll(timeout_s * 1000.0))
+
+    def deadline(self) -> float | None:
+        return self._deadline.value or None
+
+
+class EventGate:
+    """The same for threads of one process (a Ray actor): an Event and a deadline."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.limit: float | None = None
+
+    def wait(self, timeout_s: float) -> bool:
+        return self.stop.wait(max(0.0, timeout_s))
+
+    def deadline(self) -> float | None:
+        return self.limit
+
+
+def wait_to_send(job: Job, gate) -> bool:
+    """Wait until `job` is due (a stop ends the wait at once), then say
+    whether to send it: not after a stop, and not at or after the deadline.
+    The check is the last thing before the request's bytes are written."""
+    deadline = gate.deadline()
+    due = job.scheduled_time
+    if due is not None:
+        if deadline is not None and due >= deadline:
+            return False
+        delay = due - time.time()
+        if delay > 0 and gate.wait(delay):
+            return False
+    if gate.wait(0.0):
+        return False
+    return deadline is None or time.time() < deadline
+
+
+class PipeSink:
+    """A worker process's records to the coordinator, through a pipe of its
+    own.  Each put is written before it returns (no feeder thread holds it),
+    so a record put before its thread's slot is cleared is in the pipe even
+    if the process is killed a moment later; a process killed mid-write
+    spoils only its own pipe, never another worker's."""
+
+    def __init__(self, writer):
+        self._writer = writer
+        self._lock = threading.Lock()
+        self.broken = False
+
+    def put(self, message) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            if self.broken:
+                return
+            try:
+                self._writer.send_bytes(data)
+            except OSError:  # the coordinator has gone
+                self.broken = True
+
+    def close(self) -> None:
+        with self._lock:
+            self._writer.close()
+
+
+def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots, slot_base: int, ready,
+               stop_reader, deadline) -> None:
     """Process entry point.  `slots[slot_base + t]` holds the seq thread t is
     sending, so the coordinator can account for it if this process dies;
-    `ready` (a semaphore) is released once the threads run."""
+    `ready` (a semaphore) is released once the threads run; `results` is the
+    write end of this process's own pipe to the coordinator; `stop_reader`
+    and `deadline` make its PipeGate."""
     # Ctrl-C goes to the whole process group: the coordinator decides what
-    # happens, workers keep going until told to stop.
+    # happens, workers keep going until told to stop.  (The pool starts us
+    # with SIGINT and SIGTERM blocked, so nothing arrives before this line.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     tune_gc()
     name = f"w{index}"
     parent = os.getppid()
+    sink = PipeSink(results)
     wall0, cpu0 = time.monotonic(), time.process_time()
-    run_threads(target, jobs, results, n_threads, slots, slot_base, name, lambda: os.getppid() != parent,
+    run_threads(target, jobs, sink, n_threads, slots, slot_base, name,
+                lambda: sink.broken or os.getppid() != parent, PipeGate(stop_reader, deadline),
                 started=ready.release)
-    if os.getppid() != parent:  # orphaned: nobody will read what is left in the pipe
-        results.cancel_join_thread()
-        return
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    results.put(WorkerStats(worker=name, cpu_s=time.process_time() - cpu0, wall_s=time.monotonic() - wall0,
-                            peak_rss_mb=usage.ru_maxrss / 1024.0, extra={"pid": os.getpid(), "threads": n_threads}))
-    results.close()
-    results.join_thread()
+    sink.put(WorkerStats(worker=name, cpu_s=time.process_time() - cpu0, wall_s=time.monotonic() - wall0,
+                         peak_rss_mb=usage.ru_maxrss / 1024.0, extra={"pid": os.getpid(), "threads": n_threads}))
+    sink.close()
 
 
 def tune_gc() -> None:
@@ -64,14 +157,16 @@ def tune_gc() -> None:
 
 
 def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base: int, name: str,
-                orphaned: Callable[[], bool], started: Callable[[], object] | None = None) -> None:
+                orphaned: Callable[[], bool], gate, started: Callable[[], object] | None = None) -> None:
     """The worker loop, shared by a local worker process and a Ray actor
     (engine.ray_actor): `n_threads` threads, each with its own
     transport.Sender, take Jobs from `jobs` (`get(timeout=)`; None = stop),
     put each RequestRecord into `results` (`put(record)`), and hold the seq
-    they are sending in `slots[slot_base + t]`.  Returns when every thread
-    has stopped; `orphaned()` is asked while idle whether the coordinator is
-    gone; `started()` is called once every thread has its connection open."""
+    they are sending in `slots[slot_base + t]`.  Before each send a thread
+    asks `gate` (wait_to_send); once the gate says no, the thread stops.
+    Returns when every thread has stopped; `orphaned()` is asked while idle
+    whether the coordinator is gone; `started()` is called once every
+    thread has its connection open."""
     waiting = [n_threads]
     lock = threading.Lock()
 
@@ -83,7 +178,8 @@ def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base:
             started()
 
     threads = [threading.Thread(target=_thread_loop, name=f"{name}-t{t}", daemon=True,
-                                args=(target, jobs, results, slots, slot_base + t, name, orphaned, thread_ready))
+                                args=(target, jobs, results, slots, slot_base + t, name, orphaned, thread_ready,
+                                      gate))
                for t in range(n_threads)]
     for thread in threads:
         thread.start()
@@ -92,39 +188,51 @@ def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base:
 
 
 def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str,
-                 orphaned: Callable[[], bool], ready: Callable[[], None]) -> None:
+                 orphaned: Callable[[], bool], ready: Callable[[], None], gate) -> None:
     sender = transport.Sender(target)
-    sender.warm()
+    if not gate.wait(0.0):
+        sender.warm()
     ready()
     while True:
         try:
             job: Job | None = jobs.get(timeout=PARENT_CHECK_S)
         except queue.Empty:
-            if orphaned():
-                return  # the coordinator was killed: do not linger as an orphan
+            if orphaned() or _closed(gate):
+                return  # stopped, past the deadline, or the coordinator was killed
             continue
         except (EOFError, OSError):
             return  # the coordinator has gone
         if job is None:
             return
+        if not wait_to_send(job, gate):
+            return  # not sent, no row; nothing after it will be sent either
+        # In the slot from now: if this process dies, the request was (about to be) sent.
         slots[slot] = job.seq
         for attempt in range(target.retries + 1):
             record = _attempt(sender, target, job, worker)
             retry = attempt < target.retries and _retryable(record)
+            if retry:  # a retry is a new request, sent after any Retry-After, unless the run stops first
+                wait = min(record.retry_after_s or RETRY_BACKOFF_S * 2 ** attempt, MAX_RETRY_WAIT_S)
+                job = dataclasses.replace(job, scheduled_time=time.time() + wait)
+                retry = wait_to_send(job, gate)
+            # Put only once it is known whether another attempt follows, so
+            # every job that was sent ends in exactly one final record.
             results.put(dataclasses.replace(record, attempt=attempt, final=not retry))
             if not retry:
                 break
-            # A retry is a new request, sent now (after any Retry-After).
-            time.sleep(min(record.retry_after_s or RETRY_BACKOFF_S * 2 ** attempt, MAX_RETRY_WAIT_S))
             job = dataclasses.replace(job, scheduled_time=None)
         slots[slot] = IDLE
 
 
+def _closed(gate) -> bool:
+    """Stopped, or past the deadline: this thread will send nothing more."""
+    if gate.wait(0.0):
+        return True
+    deadline = gate.deadline()
+    return deadline is not None and time.time() >= deadline
+
+
 def _attempt(sender: transport.Sender, target: Target, job: Job, worker: str) -> RequestRecord:
-    if job.scheduled_time is not None:
-        delay = job.scheduled_time - time.time()
-        if delay > 0:
-            time.sleep(delay)
     try:
         return sender.exchange(job, worker)
     except BaseException as exc:  # never lose a request to our own bug
@@ -137,4 +245,3 @@ def _attempt(sender: transport.Sender, target: Target, job: Job, worker: str) ->
 def _retryable(record: RequestRecord) -> bool:
     status = record.status_code
     return record.transport_failed or status == 429 or (status is not None and status >= 500)
-

@@ -79,3 +79,50 @@ def test_a_reader_that_leaves_is_not_an_error(unbuffered):
     err = proc.stderr.read()
     proc.wait(timeout=60)
     assert (proc.returncode, err) == (141, b"")
+
+
+def test_n_is_short_for_number():
+    from engine.options import parse_run_args
+
+    runs, _ = parse_run_args(["--url", "http://127.0.0.1:9/v1/chat/completions", "-n", "7", "--parallel", "2"])
+    assert [r.number for r in runs] == [7]
+    runs, extra = parse_run_args(["--url", "http://127.0.0.1:9/v1/chat/completions", "-n", "1", "2",
+                                  "--parallel", "1", "2", "--no-test-connection"])
+    assert [r.number for r in runs] == [1, 2] and extra.test_connection is False
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the point: Python drops it
+def test_a_signal_lost_in_a_finaliser_is_still_acted_on():
+    """Python prints and drops a KeyboardInterrupt raised inside a __del__; the
+    count the handler keeps first is what the run's loops and the command
+    line act on (engine.interrupts)."""
+    import gc
+    import os
+    import signal
+
+    from engine import interrupts
+
+    class Finalised:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs here, and its exception goes nowhere
+                pass
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    interrupts.install()
+    try:
+        interrupts.reset()
+        Finalised()
+        gc.collect()
+        assert interrupts.requested() == 1 and not interrupts.terminated()
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.raise_if_requested()
+        with interrupts.deferred():  # during a run: counted, not raised
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
+        assert interrupts.requested() == 2 and interrupts.terminated()
+    finally:
+        interrupts.reset()
+        for s, handler in saved.items():
+            signal.signal(s, handler)

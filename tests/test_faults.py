@@ -45,7 +45,10 @@ CASES = [
 @pytest.mark.parametrize("fault,status,error,kept", CASES, ids=[c[0] for c in CASES])
 def test_fault_gives_a_failed_row_per_request(tmp_path, fault, status, error, kept):
     proc, result, summary = run_with_fault(tmp_path, fault)
-    assert proc.returncode == 0, proc.stderr  # failures are results
+    # failures are results: each is recorded, the report written; as nothing succeeded, exit 1 says so
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"servebench: nothing succeeded: {N}/{N} requests "
+                                                           f"failed (100%); most often ({N}): {error[:12]}")
     assert len(result) == N
     for row in result:
         assert row["success"] == 0 and row["status_code"] == status
@@ -59,7 +62,7 @@ def test_fault_gives_a_failed_row_per_request(tmp_path, fault, status, error, ke
 
 def test_stall_longer_than_read_timeout(tmp_path):
     proc, result, _ = run_with_fault(tmp_path, "stall", "--read-timeout", "0.5", mock_args=["--stall-s", "3"])
-    assert proc.returncode == 0
+    assert proc.returncode == 1  # nothing succeeded
     assert len(result) == N
     for row in result:
         assert row["success"] == 0 and row["status_code"] == 200
@@ -84,9 +87,13 @@ def test_no_server_listening(tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
+    # without the pre-flight check (tests/test_preflight.py): every request is sent and recorded
     proc = run_engine("--url", f"http://127.0.0.1:{port}/v1/chat/completions", "--number", 3,
-                      "--outputs-dir", tmp_path, "--no-plots", check=False)
-    assert proc.returncode == 0
+                      "--outputs-dir", tmp_path, "--no-plots", "--no-test-connection", check=False)
+    assert proc.returncode == 1  # nothing succeeded
+    assert proc.stderr.strip().splitlines()[-1] == ("servebench: nothing succeeded: 3/3 requests failed (100%); "
+                                                    "most often (3): connection refused: no server listening at "
+                                                    "<ip>")
     result = rows(find_dbs(tmp_path)[0])
     assert len(result) == 3
     assert all(r["status_code"] is None and r["error"].startswith("connection refused") for r in result)
@@ -130,9 +137,16 @@ def test_tls_with_a_self_signed_certificate(tmp_path, self_signed, insecure):
     cert, key = self_signed
     with start_mock(["--tls-cert", cert, "--tls-key", key, "--tokens", "4"]) as m:
         assert m.chat_url.startswith("https://")
+        if not insecure:  # the pre-flight check says so, and makes nothing
+            proc = run_engine("--url", m.chat_url, "--number", 2, "--outputs-dir", tmp_path / "checked",
+                              check=False)
+            assert proc.returncode == 2
+            (line,) = proc.stderr.splitlines()
+            assert "TLS certificate of 127.0.0.1" in line and "does not verify" in line and "--insecure" in line
+            assert not os.path.exists(tmp_path / "checked")
         proc = run_engine("--url", m.chat_url, "--number", 2, "--outputs-dir", tmp_path, "--no-plots",
-                          *(["--insecure"] if insecure else []), check=False)
-    assert proc.returncode == 0
+                          *(["--insecure"] if insecure else ["--no-test-connection"]), check=False)
+    assert proc.returncode == (0 if insecure else 1)
     result = rows(find_dbs(tmp_path)[0])
     assert len(result) == 2
     if insecure:

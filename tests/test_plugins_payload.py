@@ -302,7 +302,7 @@ def test_a_plugin_that_fails_now_and_then_runs_to_the_end_with_those_rows_marked
     (db,) = find_dbs(out)
     result = rows(db)
     truth = {t["request_id"]: t for t in own_mock.truth()}
-    assert len(result) == len(truth) == 40
+    assert len(result) == 40 and all(r["request_id"] in truth for r in result)  # (truth has the pre-flight's too)
     failed = [r for r in result if not r["success"]]
     assert sorted(r["error"] for r in failed) == [f"parse_responses failed: RuntimeError: call {n} is unlucky"
                                                   for n in (10, 20, 30, 40)]

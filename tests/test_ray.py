@@ -243,9 +243,14 @@ def test_actor_loop_converts_times_between_clocks(mock, monkeypatch):
     from engine.ray_actor import LoadActor
     from engine.records import Job, Target
 
+    from engine import stamps
+
     skew = 1000.0
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + skew)  # this "machine"'s clock
+    # The kernel's stamps read the real clock, not this fake one: off here.
+    monkeypatch.setattr(stamps, "enable", lambda sock: False)
+    monkeypatch.setattr(stamps, "enable_transmit", lambda sock: False)
     actor = LoadActor()
     target = Target(url=mock.chat_url, headers=(("Content-Type", "application/json"),), stream=True,
                     connect_timeout_s=5, read_timeout_s=30)
@@ -364,8 +369,9 @@ def test_two_nodes_every_request_recorded_with_its_node(tmp_path, cluster, mock)
 
 def start_ray_run(cluster, mock, out, number: int, *extra: str, new_session: bool = False) -> subprocess.Popen:
     """`python -m engine --backend ray` with two actors at --parallel 4, in the background."""
+    count = ["--number", str(number)] if number else []
     return subprocess.Popen([sys.executable, "-m", "engine", "--backend", "ray", "--ray-address", cluster.address,
-                             "--ray-workers", "2", "--url", mock.chat_url, "--parallel", "4", "--number", str(number),
+                             "--ray-workers", "2", "--url", mock.chat_url, "--parallel", "4", *count,
                              "--outputs-dir", str(out), "--no-plots", *extra],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=new_session, env=dict(os.environ, **RAY_ENV))
@@ -410,10 +416,12 @@ def test_a_killed_actor_has_every_request_accounted_for(tmp_path, cluster, slow_
 
 @needs_ray
 def test_ctrl_c_stops_a_ray_run_as_a_local_one(tmp_path, cluster, slow_mock):
+    slow_mock.truth(clear=True)
     # Ctrl-C at a terminal signals the whole foreground process group
     proc = start_ray_run(cluster, slow_mock, tmp_path, 200, "--grace", "0.3", new_session=True)
     try:
         db = wait_for_rows(tmp_path, 4, timeout_s=120)
+        stopped_at = time.time()
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -430,11 +438,44 @@ def test_ctrl_c_stops_a_ray_run_as_a_local_one(tmp_path, cluster, slow_mock):
     assert 1 <= len(cancelled) <= 4 and all(r["error"] == "cancelled: the run was interrupted" for r in cancelled)
     assert len(result) < 200
     assert os.path.exists(os.path.join(os.path.dirname(db), "benchmark_summary.json"))
+    # the server's view: every request it saw has one row, and none came after the stop reached the
+    # actors (a thread of the driver relays it: a Ray call, not a pipe, so allow it 0.2 s)
+    truth = _served(slow_mock)
+    assert sorted(r["request_id"] for r in result) == sorted(t["request_id"] for t in truth)
+    assert not [t for t in truth if t["arrival"] > stopped_at + 0.2]
     # the actors went with the run
     deadline = time.monotonic() + 30
     while cluster.actors() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not cluster.actors()
+
+
+@needs_ray
+def test_duration_reaches_the_actors(tmp_path, cluster, slow_mock):
+    """--duration 2 with ~1 s requests: the deadline goes to the actors with
+    their jobs and is checked at the send; the run ends by 2 s + grace."""
+    slow_mock.truth(clear=True)
+    proc = start_ray_run(cluster, slow_mock, tmp_path, 0, "--duration", "2", "--grace", "0.5")
+    try:
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    truth = _served(slow_mock)
+    first = min(t["arrival"] for t in truth)
+    assert max(t["arrival"] for t in truth) <= first + 2.0 + 0.010
+    (db,) = find_dbs(tmp_path)
+    result = rows(db)
+    assert sorted(r["request_id"] for r in result) == sorted(t["request_id"] for t in truth)
+    assert len(result) >= 8  # 4 in flight, two rounds
+    assert _run_row(db)["end_time"] - first < 2.0 + 0.5 + 2.0
+
+
+def _served(mock):
+    """The generation requests the server received (not the pre-flight check's)."""
+    return [t for t in mock.truth() if t["path"] == "/v1/chat/completions"
+            and not t["request_id"].startswith("servebench-preflight-")]
 
 
 @needs_ray

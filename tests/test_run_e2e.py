@@ -53,9 +53,16 @@ def test_sweep_makes_one_folder_per_run_with_every_request(tmp_path, mock):
 
 def test_failed_requests_get_a_row_each(tmp_path, mock):
     # a path the mock does not serve: every request fails with HTTP 404, and is recorded
+    # (without the pre-flight check, which would catch the path first)
     out = tmp_path / "out"
     url = mock.base_url + "/v1/nothing/here"
-    run_engine("--url", url, "--parallel", 2, "--number", 6, "--outputs-dir", out)
+    proc = run_engine("--url", url, "--parallel", 2, "--number", 6, "--outputs-dir", out, "--no-test-connection",
+                      check=False)
+    # nothing succeeded: the results are written, and the run says so and exits 1
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "servebench: nothing succeeded: 6/6 requests failed (100%); most often (6): HTTP 404: "
+        '{"error":{"message":"no route for POST /v1/nothing/here","type":"NotFoundError","param":null,"code":<n>}}')
     (db,) = find_dbs(out)
     result = rows(db)
     assert len(result) == 6

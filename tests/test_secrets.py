@@ -36,8 +36,11 @@ def test_a_key_the_server_echoes_back_is_redacted(tmp_path):
     port = listener.getsockname()[1]
 
     def serve():
-        for _ in range(3):
-            conn, _ = listener.accept()
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
             with conn:
                 data = b""
                 while b"\r\n\r\n" not in data:
@@ -49,10 +52,18 @@ def test_a_key_the_server_echoes_back_is_redacted(tmp_path):
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    proc = run_engine("--url", f"http://127.0.0.1:{port}/v1/chat/completions", "--number", 3,
-                      "--outputs-dir", tmp_path, env={"OPENAI_API_KEY": secret})
-    thread.join(10)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    # the pre-flight check says where the refused key came from, never the key
+    checked = run_engine("--url", url, "--number", 3, "--outputs-dir", tmp_path / "checked",
+                         env={"OPENAI_API_KEY": secret}, check=False)
+    assert checked.returncode == 2
+    assert checked.stderr == (f"servebench: error: http://127.0.0.1:{port}/v1/models answered HTTP 401: the server "
+                              "refused the key in OPENAI_API_KEY: check it is right for this server\n")
+    # without it, every request is sent, fails, and its row holds no key either
+    proc = run_engine("--url", url, "--number", 3, "--outputs-dir", tmp_path, "--no-test-connection",
+                      env={"OPENAI_API_KEY": secret}, check=False)
     listener.close()
+    assert proc.returncode == 1  # nothing succeeded
     (db,) = find_dbs(tmp_path)
     assert files_containing(tmp_path, secret.encode()) == []
     assert secret not in proc.stdout + proc.stderr

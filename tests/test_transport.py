@@ -85,12 +85,12 @@ class ForwardProxy:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
-                seen.append(self.path)
+                seen.append((self.command, self.path, self.headers.get("X-Request-Id")))
                 target = urlsplit(self.path)  # a proxy gets the absolute URL
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "host")}
-                upstream.request("POST", target.path, body, headers)
+                upstream.request(self.command, target.path, body or None, headers)
                 reply = upstream.getresponse()
                 data = reply.read()
                 self.send_response(reply.status)
@@ -99,6 +99,8 @@ class ForwardProxy:
                 self.end_headers()
                 self.wfile.write(data)
                 upstream.close()
+
+            do_GET = do_POST
 
             def log_message(self, *args):
                 pass
@@ -129,8 +131,12 @@ def test_a_forward_proxy_sees_every_request_unless_no_proxy_covers_the_host(tmp_
                *flags, env=env)
     result = rows(find_dbs(tmp_path)[0])
     assert len(result) == 6 and all(r["success"] == 1 for r in result)
-    assert len(proxy.seen) == (0 if how == "NO_PROXY" else 6)
-    assert all(path == mock.chat_url for path in proxy.seen)
+    relayed = {rid for method, url, rid in proxy.seen if method == "POST" and url == mock.chat_url}
+    if how == "NO_PROXY":
+        assert proxy.seen == []
+    else:  # every request of the run, and the pre-flight check's too
+        assert {r["request_id"] for r in result} <= relayed
+        assert any(method == "GET" for method, _, _ in proxy.seen)
 
 
 def openssl(*args):
@@ -160,16 +166,26 @@ def tls_run(tmp_path, url, *flags, **env):
     return proc, (rows(dbs[0]) if dbs else [])
 
 
+def one_line_refusal(proc, folder, *words):
+    """The pre-flight check's answer: exit 2, one line naming the fix, nothing made."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert all(word in lines[0] for word in words), lines[0]
+    assert not os.path.exists(folder)
+
+
 def test_a_private_ca_is_trusted_from_the_environment_or_ca_bundle_and_not_otherwise(tmp_path, private_ca):
     ca = str(private_ca / "ca.pem")
     with start_mock(["--tls-cert", private_ca / "server.pem", "--tls-key", private_ca / "server.key"]) as m:
         _, by_env = tls_run(tmp_path / "env", m.chat_url, REQUESTS_CA_BUNDLE=ca)
         _, by_curl_env = tls_run(tmp_path / "curl", m.chat_url, CURL_CA_BUNDLE=ca)
         _, by_flag = tls_run(tmp_path / "flag", m.chat_url, "--ca-bundle", ca)
-        _, untrusted = tls_run(tmp_path / "none", m.chat_url)
+        refused, _ = tls_run(tmp_path / "none", m.chat_url)
+        _, untrusted = tls_run(tmp_path / "rows", m.chat_url, "--no-test-connection")
     for result in (by_env, by_curl_env, by_flag):
         assert len(result) == 2 and all(r["success"] == 1 for r in result)
-    assert len(untrusted) == 2
+    one_line_refusal(refused, tmp_path / "none", "does not verify", "--ca-bundle")
+    assert len(untrusted) == 2  # past the pre-flight check, each request says why
     for r in untrusted:
         assert r["success"] == 0 and r["error"].startswith("TLS certificate verify failed: ") and "\n" not in r["error"]
 
@@ -180,8 +196,10 @@ def test_mutual_tls_needs_the_client_certificate(tmp_path, private_ca):
                      "--tls-client-ca", ca]) as m:
         _, with_cert = tls_run(tmp_path / "cert", m.chat_url, "--ca-bundle", ca, "--cert",
                                private_ca / "client.pem", "--key", private_ca / "client.key")
-        _, without = tls_run(tmp_path / "none", m.chat_url, "--ca-bundle", ca)
+        refused, _ = tls_run(tmp_path / "none", m.chat_url, "--ca-bundle", ca)
+        _, without = tls_run(tmp_path / "rows", m.chat_url, "--ca-bundle", ca, "--no-test-connection")
     assert len(with_cert) == 2 and all(r["success"] == 1 for r in with_cert)
+    one_line_refusal(refused, tmp_path / "none", "TLS handshake", "--cert")
     assert len(without) == 2
     for r in without:  # TLS 1.3: the refusal comes after the handshake, as an alert or a bare close
         assert r["success"] == 0 and r["error"] and "\n" not in r["error"]
@@ -236,13 +254,13 @@ def test_a_server_that_drops_every_request_fails_each_after_one_resend(tmp_path)
     with start_mock(["--fault", "close-on-request"]) as m:
         proc = run("--url", m.chat_url, "--parallel", 2, "--number", 10, "--outputs-dir", tmp_path,
                           "--no-plots", check=False)
-        arrivals = len(m.truth())
+        arrivals = Counter(t["request_id"] for t in m.truth())
     result = rows(find_dbs(tmp_path)[0])
     assert len(result) == 10
     for r in result:
         assert r["success"] == 0 and r["reconnects"] == 1
         assert r["error"] in ("server closed the connection before replying", "connection reset by the server")
-    assert arrivals == 20  # each request reached the server twice
+        assert arrivals[r["request_id"]] == 2  # it reached the server twice
     assert "reconnect" in proc.stdout.lower() or "reconnect" in proc.stderr.lower()
 
 

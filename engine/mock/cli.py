@@ -58,9 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gap between content events, ms (default 5)")
     p.add_argument("--tokens", type=_pos_int, default=32,
                    help="output tokens per reply, capped by the request's max_tokens (default 32)")
+    p.add_argument("--tokens-min", type=_pos_int, default=None,
+                   help="vary the reply length per request between this and --tokens (drawn from its id)")
     p.add_argument("--tokens-per-chunk", type=_pos_int, default=1,
                    help="tokens in each content event (default 1)")
     p.add_argument("--model-name", default="mock-model", help="id listed by /v1/models")
+    p.add_argument("--served-model", metavar="NAME",
+                   help="serve only this model: 404 for a request naming another (default: answer any model)")
     p.add_argument("--truth-file", default=None,
                    help="write the ground truth (GET /truth's JSON) here on exit")
     p.add_argument("--no-truth", action="store_true", help="do not record ground truth")
@@ -95,8 +99,8 @@ def _fault(text: str) -> tuple[str, float]:
 
 def config_from_args(ns: argparse.Namespace) -> MockConfig:
     return MockConfig(host=ns.host, port=ns.port, ttft_ms=ns.ttft_ms, itl_ms=ns.itl_ms,
-                      tokens=ns.tokens, tokens_per_chunk=ns.tokens_per_chunk,
-                      model_name=ns.model_name, record_truth=not ns.no_truth,
+                      tokens=ns.tokens, tokens_min=ns.tokens_min, tokens_per_chunk=ns.tokens_per_chunk,
+                      model_name=ns.model_name, served_model=ns.served_model, record_truth=not ns.no_truth,
                       truth_file=ns.truth_file, faults=tuple(ns.fault), fault_seed=ns.fault_seed,
                       stall_s=ns.stall_s, retry_after_s=ns.retry_after_s,
                       huge_body_bytes=int(ns.huge_body_mb * 2**20), tls_cert=ns.tls_cert, tls_key=ns.tls_key,

@@ -5,6 +5,7 @@ in one process (the tests rely on it).
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 
@@ -20,8 +21,14 @@ class MockConfig:
     itl_ms: float = 5.0
     # Output length when the request gives no max_tokens (and the cap when it does).
     tokens: int = 32
+    # With it, each reply's length is between tokens_min and tokens, drawn
+    # from the request id (so reply lengths, and times, vary per request).
+    tokens_min: int | None = None
     tokens_per_chunk: int = 1
     model_name: str = "mock-model"
+    # Serve only this model: a request for another gets 404, as from vLLM;
+    # /v1/models lists it.  None: any model is answered (the default).
+    served_model: str | None = None
     # Record per-request ground truth for GET /truth and --truth-file.
     record_truth: bool = True
     truth_file: str | None = None
@@ -47,6 +54,8 @@ class MockConfig:
             raise ValueError("ttft_ms and itl_ms must be >= 0")
         if self.tokens < 1 or self.tokens_per_chunk < 1:
             raise ValueError("tokens and tokens_per_chunk must be >= 1")
+        if self.tokens_min is not None and not 1 <= self.tokens_min <= self.tokens:
+            raise ValueError("tokens_min must be between 1 and tokens")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be in 0..65535")
         from .faults import FAULTS
@@ -60,6 +69,17 @@ class MockConfig:
             raise ValueError("TLS needs both a certificate and a key")
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError("a client CA needs TLS: give the certificate and key too")
+
+    def reply_tokens(self, request_id: str) -> int:
+        """Output length of the reply to this request (before its max_tokens)."""
+        if self.tokens_min is None:
+            return self.tokens
+        return self.tokens_min + zlib.crc32(request_id.encode()) % (self.tokens - self.tokens_min + 1)
+
+    @property
+    def listed_model(self) -> str:
+        """The id /v1/models lists."""
+        return self.served_model or self.model_name
 
     @property
     def ttft_s(self) -> float:

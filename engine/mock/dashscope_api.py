@@ -23,8 +23,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .config import MockConfig
-from .plan import (SSE_CONTENT_TYPE, BadRequest, ResponsePlan, content_due, json_plan, n_chunks,
-                   output_length, parse_json_object)
+from .plan import (SSE_CONTENT_TYPE, BadRequest, ModelNotFound, ResponsePlan, content_due, json_plan,
+                   n_chunks, output_length, parse_json_object)
 from .tokens import chunk_json, count_messages, count_prompt, output_text
 
 if TYPE_CHECKING:
@@ -50,10 +50,14 @@ def generation(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> Respon
         return _generation(req, cfg, rec)
     except BadRequest as e:
         return error(400, "InvalidParameter", str(e), req.request_id)
+    except ModelNotFound as e:
+        return error(404, "ModelNotFound", str(e), req.request_id)
 
 
 def _generation(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> ResponsePlan:
     body = parse_json_object(req.body)
+    if cfg.served_model is not None and body.get("model") != cfg.served_model:
+        raise ModelNotFound(body.get("model"))
     inp = body.get("input")
     if not isinstance(inp, dict):
         raise BadRequest("'input' must be an object with 'messages' or 'prompt'")
@@ -69,7 +73,7 @@ def _generation(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> Respo
     fmt = params.get("result_format", "text")
     if fmt not in ("text", "message"):
         raise BadRequest(f"result_format must be 'text' or 'message', got {fmt!r}")
-    n_tokens, finish = output_length(params.get("max_tokens"), cfg.tokens)
+    n_tokens, finish = output_length(params.get("max_tokens"), cfg.reply_tokens(req.request_id))
     if rec is not None:
         rec.prompt_tokens, rec.completion_tokens = prompt_tokens, n_tokens
     rid = req.request_id

@@ -129,6 +129,9 @@ class HttpConnection(asyncio.Protocol):
                 if self._head is None:
                     while buf[:2] == b"\r\n":  # tolerated between requests (RFC 9112 2.2)
                         del buf[:2]
+                    if buf and not 65 <= buf[0] <= 90:  # no method starts so: e.g. a TLS handshake
+                        self._fail(400, "not an HTTP/1.1 request (TLS to a plain-HTTP port?)")
+                        return
                     end = buf.find(b"\r\n\r\n")
                     if end < 0:
                         if len(buf) > self.server.config.max_head_bytes:

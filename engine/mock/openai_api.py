@@ -13,8 +13,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .config import MockConfig
-from .plan import (JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, BadRequest, ResponsePlan, content_due,
-                   json_plan, n_chunks, output_length, parse_json_object)
+from .plan import (JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, BadRequest, ModelNotFound, ResponsePlan,
+                   content_due, json_plan, n_chunks, output_length, parse_json_object)
 from .tokens import chunk_json, count_messages, count_prompt
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ def _request_fields(req: Request, cfg: MockConfig, chat: bool) -> tuple[dict[str
             raise BadRequest("'prompt' is required")
         prompt_tokens = count_prompt(body["prompt"])
     model = body.get("model", cfg.model_name)
+    if cfg.served_model is not None and model != cfg.served_model:
+        raise ModelNotFound(model)
     if not isinstance(model, str):
         raise BadRequest("'model' must be a string")
     return body, prompt_tokens
@@ -53,7 +55,7 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
     max_tokens = body.get("max_completion_tokens")
     if max_tokens is None:
         max_tokens = body.get("max_tokens")
-    n_tokens, finish = output_length(max_tokens, cfg.tokens)
+    n_tokens, finish = output_length(max_tokens, cfg.reply_tokens(req.request_id))
     if rec is not None:
         rec.prompt_tokens, rec.completion_tokens = prompt_tokens, n_tokens
     k = cfg.tokens_per_chunk
@@ -111,6 +113,6 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
 def models(req: Request, cfg: MockConfig, started: float) -> ResponsePlan:
     """GET /v1/models: one model, the one the mock pretends to serve."""
     return json_plan(200, {"object": "list", "data": [
-        {"id": cfg.model_name, "object": "model", "created": int(started),
-         "owned_by": "servebench", "root": cfg.model_name, "parent": None,
+        {"id": cfg.listed_model, "object": "model", "created": int(started),
+         "owned_by": "servebench", "root": cfg.listed_model, "parent": None,
          "max_model_len": 1 << 20, "permission": []}]})

@@ -22,6 +22,13 @@ class BadRequest(Exception):
     """The request is unusable; the handler turns it into a 400 reply."""
 
 
+class ModelNotFound(Exception):
+    """--served-model is set and the request names another model: 404."""
+
+    def __init__(self, model: object):
+        super().__init__(f"The model `{model}` does not exist.")
+
+
 @dataclass(slots=True)
 class ResponsePlan:
     status: int

@@ -11,7 +11,7 @@ from . import dashscope_api, openai_api
 from .config import MockConfig
 from .faults import FaultPolicy, policy_for
 from .http import HttpConnection, Request
-from .plan import BadRequest, ResponsePlan, json_plan, openai_error
+from .plan import BadRequest, ModelNotFound, ResponsePlan, json_plan, openai_error
 from .truth import ServerStats, TruthLog, TruthRecord
 
 Handler = Callable[["MockServer", Request, "TruthRecord | None"], ResponsePlan]
@@ -126,6 +126,8 @@ class MockServer:
                 plan = methods[req.method](self, req, rec)
             except BadRequest as e:
                 plan = openai_error(400, str(e), "BadRequestError")
+            except ModelNotFound as e:  # vLLM's answer for a model it does not serve
+                plan = openai_error(404, str(e), "NotFoundError")
         return self.faults.shape(req, plan)
 
 
