@@ -349,7 +349,7 @@ def _run_section(i: int, res: RunResult) -> str:
 
 def render_html(results: Sequence[RunResult], sweep: pd.DataFrame | None,
                 sweep_pngs: Mapping[str, bytes]) -> str:
-    title = "servebench report" + (f": {results[0].name}" if len(results) == 1 else f": sweep of {len(results)} runs")
+    title = "servegauge report" + (f": {results[0].name}" if len(results) == 1 else f": sweep of {len(results)} runs")
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",

@@ -58,11 +58,11 @@ BURST = _typed(float, lambda v: v > 0, "a number > 0 (1 = Poisson, inf = evenly 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="servebench", description="Benchmark an LLM serving endpoint. Without --url, the "
+    p = _Parser(prog="servegauge", description="Benchmark an LLM serving endpoint. Without --url, the "
                 "built-in mock server is started and benchmarked. Subcommands: mock, plugins, report, compare.")
     t = p.add_argument_group("target")
     t.add_argument("--url", help="endpoint, e.g. http://127.0.0.1:8000/v1/chat/completions (default: the mock)")
-    t.add_argument("--api", default="openai", help="API plugin: openai, dashscope, ... (see `servebench plugins`)")
+    t.add_argument("--api", default="openai", help="API plugin: openai, dashscope, ... (see `servegauge plugins`)")
     t.add_argument("--model", default="", help="model name sent in each request")
     t.add_argument("--api-key", help="API key; prefer the OPENAI_API_KEY or DASHSCOPE_API_KEY environment variable")
     t.add_argument("--headers", nargs="+", default=[], metavar="K=V", help="extra HTTP headers")
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes (default: twice the CPU count); threads per process = parallel / workers")
     l.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="where the load comes from: local worker processes (default) or Ray actors on a "
-                        "cluster (pip install 'servebench[ray]'; see docs/ray.md)")
+                        "cluster (pip install 'servegauge[ray]'; see docs/ray.md)")
     l.add_argument("--ray-address", metavar="ADDR",
                    help="Ray cluster to use with --backend ray (default: auto, the running cluster, "
                         "else a local Ray started for the run)")

@@ -59,7 +59,7 @@ class WorkerPool:
         self._next_index += 1
         for t in range(n_threads):
             self.slots[slot_base + t] = IDLE
-        process = CONTEXT.Process(target=run_worker, name=f"servebench-w{index}", daemon=True,
+        process = CONTEXT.Process(target=run_worker, name=f"servegauge-w{index}", daemon=True,
                                   args=(index, self.target, self.jobs, self.results, n_threads,
                                         self.slots, slot_base, self._ready))
         process.start()

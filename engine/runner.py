@@ -251,7 +251,7 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True) -> Run
     status = "completed"
     terminated = False
     try:
-        feeder = threading.Thread(target=run.feed, args=(pool, jobs), name="servebench-feeder", daemon=True)
+        feeder = threading.Thread(target=run.feed, args=(pool, jobs), name="servegauge-feeder", daemon=True)
         feeder.start()
         _collect(run, pool, stats)
         feeder.join()
@@ -371,6 +371,6 @@ def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("servebench")
+        return version("servegauge")
     except PackageNotFoundError:
         return "0+unknown"

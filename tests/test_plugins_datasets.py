@@ -200,7 +200,7 @@ def assert_one_line_error(proc, *fragments):
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("servebench: error: ")
+    assert lines[0].startswith("servegauge: error: ")
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]

@@ -112,5 +112,5 @@ def models(req: Request, cfg: MockConfig, started: float) -> ResponsePlan:
     """GET /v1/models: one model, the one the mock pretends to serve."""
     return json_plan(200, {"object": "list", "data": [
         {"id": cfg.model_name, "object": "model", "created": int(started),
-         "owned_by": "servebench", "root": cfg.model_name, "parent": None,
+         "owned_by": "servegauge", "root": cfg.model_name, "parent": None,
          "max_model_len": 1 << 20, "permission": []}]})
