@@ -111,10 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset-path", help="local file the dataset reads")
     d.add_argument("--prompt", help="send this one prompt for every request")
     d.add_argument("--query-template", help="JSON body template; %%m = model, %%p = prompt")
-    d.add_argument("--min-prompt-length", type=NONNEG_INT, default=0, help="skip shorter prompts")
-    d.add_argument("--max-prompt-length", type=POS_INT, default=131072, help="skip longer prompts")
-    d.add_argument("--prefix-length", type=NONNEG_INT, default=0, help="shared prefix length (random dataset)")
-    d.add_argument("--tokenizer-path", help="local tokenizer.json or tokenizer folder, for token counts")
+    d.add_argument("--min-prompt-length", type=NONNEG_INT, default=0,
+                   help="skip shorter prompts; tokens with --tokenizer-path, else characters")
+    d.add_argument("--max-prompt-length", type=POS_INT, default=131072,
+                   help="skip longer prompts; tokens with --tokenizer-path, else characters (default 131072)")
+    d.add_argument("--prefix-length", type=NONNEG_INT, default=0, help="shared prefix length in tokens (random dataset)")
+    d.add_argument("--tokenizer-path", help="tokenizer.json, tokenizer folder or hub model id "
+                   "(e.g. Qwen/Qwen2.5-0.5B-Instruct, via huggingface_hub's cache), for token counts")
     g = p.add_argument_group("generation (sent only when given)")
     g.add_argument("--max-tokens", type=POS_INT, help="max output tokens")
     g.add_argument("--min-tokens", type=NONNEG_INT, help="min output tokens (vLLM extension)")
