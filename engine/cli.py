@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console_main() -> None:
+    from engine.layout import refuse_shadowed
+
+    refuse_shadowed()
     sys.exit(main())
 
 

@@ -73,9 +73,20 @@ def _items(dataset) -> Iterator:
             empty = False
             yield item
         if empty:
-            hint = " (check --min-prompt-length/--max-prompt-length)" if first else ""
+            hint = _empty_hint(dataset.query_parameters) if first else ""
             raise DatasetError(f"dataset '{dataset.query_parameters.dataset}' yielded no prompts{hint}")
         first = False
+
+
+def _empty_hint(p: Arguments) -> str:
+    """Blame the length flags only when they were given."""
+    default = Arguments()
+    given = [f"--{n.replace('_', '-')} {getattr(p, n)}" for n in ("min_prompt_length", "max_prompt_length")
+             if getattr(p, n) != getattr(default, n)]
+    if given:
+        unit = "tokens" if p.tokenizer_path else "characters"
+        return f" (check {' and '.join(given)}: prompt lengths are in {unit})"
+    return f" (is --dataset-path {p.dataset_path} empty?)" if p.dataset_path else ""
 
 
 def _jobs(args: Arguments, api, dataset) -> Iterator[tuple[Job, dict, str]]:
