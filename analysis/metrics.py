@@ -365,6 +365,7 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
         warnings.append(f"the server closed kept-alive connections under {reconnects} of {n_total} requests "
                         f"({100.0 * reconnects / n_total:.1f} %): each was sent again on a new connection "
                         "(see the reconnects column); a server dropping connections is worth a look")
+    warnings += token_warnings(okdf, (frames.run.get("args") or {}).get("tokenizer_path"))
     status = frames.run.get("status")
     if status and status != "completed":
         warnings.append(f"run status is {status!r}: the figures cover what was recorded")
@@ -374,6 +375,33 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
     if nodes:  # runs whose rows name the node that sent them (--backend ray)
         out[NODES_KEY] = nodes
     return out
+
+
+def token_warnings(okdf: pd.DataFrame, tokenizer_path: Any = None) -> list[str]:
+    """Token counts the server did not give: output counted as events (a
+    server sending several tokens per event makes them too few and TPOT too
+    large), input tokens unknown.  With the share of successful requests."""
+    n = len(okdf)
+    if not n:
+        return []
+    out = []
+    if "token_source" in okdf.columns:
+        events = int((okdf["token_source"] == "events").sum())
+        if events:
+            out.append(f"output tokens of {_share(events, n)} were counted as output events (token_source "
+                       "'events'): no usage in the replies and no --tokenizer-path. A server that sends several "
+                       "tokens per event makes output tokens and throughput too low and TPOT too high; ask for "
+                       "usage (OpenAI: stream_options.include_usage) or pass --tokenizer-path")
+    unknown = int(np.isnan(okdf["prompt_tokens"].to_numpy(dtype=float)).sum())
+    if unknown:
+        why = "no usage in the replies" if tokenizer_path else "no usage and no tokenizer"
+        out.append(f"{why}: input tokens unknown" + ("" if unknown == n else f" for {_share(unknown, n)}")
+                   + " (Avg Input Tokens and Total Throughput count only known input tokens)")
+    return out
+
+
+def _share(k: int, n: int) -> str:
+    return f"{k} of {n} successful requests ({100.0 * k / n:.1f} %)"
 
 
 # -- load-generator nodes (--backend ray) ------------------------------------------
