@@ -16,7 +16,7 @@ except ImportError:
 import analysis
 from analysis.cli import report_main
 
-RUN_FILES = ("benchmark_summary.json", "benchmark_percentile.json", "benchmark_percentile.csv")
+RUN_FILES = ("benchmark_args.json", "benchmark_summary.json", "benchmark_percentile.json", "benchmark_percentile.csv")
 PNGS = ("latency_distribution.png", "ttft_distribution.png", "tpot_distribution.png", "itl_distribution.png",
         "timeline.png", "ttft_vs_prompt.png")
 SECRET = "sk-very-secret-0123"
