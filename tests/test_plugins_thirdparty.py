@@ -51,6 +51,14 @@ def test_example_plugin_package_installed_in_a_venv(tmp_path, mock):
     assert "Requires: servegauge" in shown
     assert f"Editable project location: {ROOT}" in shown
 
+    # The console script runs the default sweep (the built-in mock at 1, 4 and
+    # 16 streams) from any folder, with nothing but what is installed.
+    sweep = subprocess.run([str(venv / "bin" / "servegauge"), "--no-plots", "--outputs-dir", tmp_path / "sweep"],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    assert [os.path.basename(os.path.dirname(db)) for db in find_dbs(tmp_path / "sweep")] == [
+        "parallel_16_number_640", "parallel_1_number_40", "parallel_4_number_160"]
+
     def venv_engine(*args):
         proc = subprocess.run([python, "-m", "engine", *map(str, args)], capture_output=True, text=True,
                               timeout=180, cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1"))
