@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip shorter prompts; tokens with --tokenizer-path, else characters")
     d.add_argument("--max-prompt-length", type=POS_INT, default=131072,
                    help="skip longer prompts; tokens with --tokenizer-path, else characters (default 131072)")
-    d.add_argument("--prefix-length", type=NONNEG_INT, default=0, help="shared prefix length in tokens (random dataset)")
+    d.add_argument("--prefix-length", type=NONNEG_INT, default=0,
+                   help="shared prefix length in tokens (random dataset)")
     d.add_argument("--tokenizer-path", help="tokenizer.json, tokenizer folder or hub model id "
                    "(e.g. Qwen/Qwen2.5-0.5B-Instruct, via huggingface_hub's cache), for token counts")
     g = p.add_argument_group("generation (sent only when given)")

@@ -8,8 +8,8 @@ module.  The groups of the project's former name, `servebench.api` and
 `servebench.datasets`, are read too, so plugin packages installed before the
 rename keep loading; entries there declared by a distribution named
 `servebench` (this project's stale metadata, or the unrelated PyPI tool of
-that name) are not plugins of ours and are passed over.  A failure names the plugin, its package and the cause, and lists the
-names that did load.
+that name) are not plugins of ours and are passed over.  A failure names
+the plugin, its package and the cause, and lists the names that did load.
 """
 from __future__ import annotations
 

@@ -194,8 +194,9 @@ def test_a_package_registered_under_the_former_group_names_still_loads(tmp_path)
     # stale metadata) is passed over rather than clashing with them
     site = make_dist(tmp_path / "site", "old-style-plugin", "0.3", {"servebench.api": ["oldstyle = old_mod:Api"]},
                      {"old_mod.py": GOOD_API.format(doc="Registered under the former group.")})
-    make_dist(tmp_path / "site", "servebench", "0.0.9", {"servebench.api": ["openai = plugins.api.openai:OpenaiPlugin"],
-                                                         "servebench.datasets": ["random = nowhere:Gone"]}, {})
+    make_dist(tmp_path / "site", "servebench", "0.0.9", {
+        "servebench.api": ["openai = plugins.api.openai:OpenaiPlugin"],
+        "servebench.datasets": ["random = nowhere:Gone"]}, {})
     proc = engine("plugins", pythonpath=[site], check=True)
     (line,) = [l for l in proc.stdout.splitlines() if l.split()[:1] == ["oldstyle"]]
     assert "old-style-plugin 0.3" in line and "UNUSABLE" not in line
