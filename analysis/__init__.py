@@ -1,4 +1,4 @@
-"""servebench's analysis: the result database -> metrics, percentiles, plots, reports.
+"""servegauge's analysis: the result database -> metrics, percentiles, plots, reports.
 
 A library first::
 

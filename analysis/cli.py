@@ -1,4 +1,4 @@
-"""`python -m engine report` and `python -m engine compare`.
+"""`servegauge report` and `servegauge compare` (also `python -m engine report|compare`).
 
 Both return an exit status instead of exiting: 0 done, 2 for a path or input
 that cannot be used (one line on stderr, no traceback unless --debug).
@@ -67,9 +67,9 @@ def find_databases(path: str) -> list[str]:
 
 
 def report_main(argv: Sequence[str] | None = None) -> int:
-    """python -m engine report PATH [--out DIR] [--slo ...] [--no-plots]"""
+    """servegauge report PATH [--out DIR] [--slo ...] [--no-plots]"""
     parser = argparse.ArgumentParser(
-        prog="python -m engine report",
+        prog="servegauge report",
         description="Rebuild the reports of a run or a sweep from its database(s) alone: "
                     "benchmark_summary.json, benchmark_percentile.json/.csv and PNG plots per run, "
                     "and one self-contained report.html.")
@@ -83,7 +83,7 @@ def report_main(argv: Sequence[str] | None = None) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
-    prog = "report"
+    prog = "servegauge report"
 
     def body() -> int:
         from analysis.loader import ReportError
@@ -121,9 +121,9 @@ def report_main(argv: Sequence[str] | None = None) -> int:
 
 
 def compare_main(argv: Sequence[str] | None = None) -> int:
-    """python -m engine compare PATH_A PATH_B [--resamples N] [--seed S] [--threshold PCT]"""
+    """servegauge compare PATH_A PATH_B [--resamples N] [--seed S] [--threshold PCT]"""
     parser = argparse.ArgumentParser(
-        prog="python -m engine compare",
+        prog="servegauge compare",
         description="Compare two runs side by side: means, p50 and p99 of TTFT, TPOT, ITL and latency with "
                     "the relative change and a 95% confidence interval of the p50/p99 difference (B − A), "
                     "the throughputs, then in words what changed and by how much. A p50/p99 has changed when "
@@ -161,7 +161,7 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         print(format_comparison(rows, names[0], names[1], args.resamples, args.seed, threshold))
         return 0
 
-    return _guard(args, "compare", body)
+    return _guard(args, "servegauge compare", body)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,7 @@ totals and in `Errors`, never in a latency or token figure.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import math
 import re
 from fractions import Fraction
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.loader import Frames
+from engine.arguments import redact_url
 
 PERCENTILE_LABELS = ("min", "1%", "5%", "10%", "25%", "50%", "75%", "90%", "95%", "99%", "99.9%", "max")
 
@@ -365,6 +367,8 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
         warnings.append(f"the server closed kept-alive connections under {reconnects} of {n_total} requests "
                         f"({100.0 * reconnects / n_total:.1f} %): each was sent again on a new connection "
                         "(see the reconnects column); a server dropping connections is worth a look")
+    out.update(tested(frames))
+    warnings += token_warnings(okdf, (frames.run.get("args") or {}).get("tokenizer_path"))
     status = frames.run.get("status")
     if status and status != "completed":
         warnings.append(f"run status is {status!r}: the figures cover what was recorded")
@@ -374,6 +378,49 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
     if nodes:  # runs whose rows name the node that sent them (--backend ray)
         out[NODES_KEY] = nodes
     return out
+
+
+def tested(frames: Frames) -> dict[str, Any]:
+    """What was benchmarked, and when: the URL (without credentials), the
+    model and the run's start as ISO 8601 UTC (None when not recorded)."""
+    args = frames.run.get("args") or {}
+    url = args.get("url")
+    start = frames.run.get("start_time")
+    if start is None and not frames.requests.empty:
+        start = np.nanmin(frames.requests["start_time"].to_numpy(dtype=float))
+    try:
+        date = _dt.datetime.fromtimestamp(float(start), _dt.timezone.utc).isoformat(timespec="seconds")
+    except (TypeError, ValueError, OverflowError, OSError):
+        date = None
+    return {"URL": redact_url(url) if isinstance(url, str) and url else None, "Model": args.get("model") or None,
+            "Date": date}
+
+
+def token_warnings(okdf: pd.DataFrame, tokenizer_path: Any = None) -> list[str]:
+    """Token counts the server did not give: output counted as events (a
+    server sending several tokens per event makes them too few and TPOT too
+    large), input tokens unknown.  With the share of successful requests."""
+    n = len(okdf)
+    if not n:
+        return []
+    out = []
+    if "token_source" in okdf.columns:
+        events = int((okdf["token_source"] == "events").sum())
+        if events:
+            out.append(f"output tokens of {_share(events, n)} were counted as output events (token_source "
+                       "'events'): no usage in the replies and no --tokenizer-path. A server that sends several "
+                       "tokens per event makes output tokens and throughput too low and TPOT too high; ask for "
+                       "usage (OpenAI: stream_options.include_usage) or pass --tokenizer-path")
+    unknown = int(np.isnan(okdf["prompt_tokens"].to_numpy(dtype=float)).sum())
+    if unknown:
+        why = "no usage in the replies" if tokenizer_path else "no usage and no tokenizer"
+        out.append(f"{why}: input tokens unknown" + ("" if unknown == n else f" for {_share(unknown, n)}")
+                   + " (Avg Input Tokens and Total Throughput count only known input tokens)")
+    return out
+
+
+def _share(k: int, n: int) -> str:
+    return f"{k} of {n} successful requests ({100.0 * k / n:.1f} %)"
 
 
 # -- load-generator nodes (--backend ray) ------------------------------------------

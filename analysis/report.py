@@ -25,6 +25,7 @@ from analysis.metrics import (NODE_COLUMNS, NODES_KEY, RATE_UNLIMITED, TPOT_DEFI
                               percentiles, summary, summary_row)
 
 SUMMARY_JSON = "benchmark_summary.json"
+ARGS_JSON = "benchmark_args.json"  # as evalscope perf: the run's arguments, no secrets
 PERCENTILE_JSON = "benchmark_percentile.json"
 PERCENTILE_CSV = "benchmark_percentile.csv"
 REPORT_HTML = "report.html"
@@ -149,6 +150,8 @@ def run_files(result: RunResult) -> dict[str, bytes | str]:
         PERCENTILE_JSON: to_json(percentile_rows(result.percentiles)),
         PERCENTILE_CSV: rounded.to_csv(index=False, lineterminator="\n"),
     }
+    if result.run.get("args"):  # Arguments.public_dict() as the run table holds it
+        files[ARGS_JSON] = json.dumps(redact(result.run["args"]), indent=4, ensure_ascii=False, default=str) + "\n"
     files.update({f"{name}.png": png for name, png in result.pngs.items()})
     return files
 
@@ -349,7 +352,7 @@ def _run_section(i: int, res: RunResult) -> str:
 
 def render_html(results: Sequence[RunResult], sweep: pd.DataFrame | None,
                 sweep_pngs: Mapping[str, bytes]) -> str:
-    title = "servebench report" + (f": {results[0].name}" if len(results) == 1 else f": sweep of {len(results)} runs")
+    title = "servegauge report" + (f": {results[0].name}" if len(results) == 1 else f": sweep of {len(results)} runs")
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
@@ -416,9 +419,9 @@ def order_results(results: Sequence[RunResult]) -> list[RunResult]:
 
 def write_run_report(db_path: str, out_dir: str | None = None, slo: dict | None = None, plots: bool = True,
                      console: bool = True) -> dict:
-    """Write one run's benchmark_summary.json, benchmark_percentile.json/.csv
-    (and PNG plots) next to its database or into `out_dir`; print the tables
-    when `console`; return the summary dict."""
+    """Write one run's benchmark_args.json, benchmark_summary.json,
+    benchmark_percentile.json/.csv (and PNG plots) next to its database or
+    into `out_dir`; print the tables when `console`; return the summary dict."""
     db = resolve_db(db_path)
     slo = _check_slo(slo)
     result = analyse(db, slo, plots)

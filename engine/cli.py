@@ -1,10 +1,10 @@
-"""`python -m engine` / `servebench`: thin commands, `main(argv) -> int`.
+"""`python -m engine` / `servegauge`: thin commands, `main(argv) -> int`.
 
-    servebench [RUN FLAGS]          benchmark an endpoint (no --url: the built-in mock)
-    servebench mock [FLAGS]         run the mock server
-    servebench plugins              list API and dataset plugins
-    servebench report PATH          rebuild reports from a database, run or sweep folder
-    servebench compare A B          compare two runs
+    servegauge [RUN FLAGS]          benchmark an endpoint (no --url: the built-in mock)
+    servegauge mock [FLAGS]         run the mock server
+    servegauge plugins              list API and dataset plugins
+    servegauge report PATH          rebuild reports from a database, run or sweep folder
+    servegauge compare A B          compare two runs
 
 Errors the user can fix print one line and exit 2; tracebacks only with --debug.
 """
@@ -40,13 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         if not getattr(e, "reported", False):  # a PluginFailed's line is already on stderr
-            print(f"servebench: error: {e}", file=sys.stderr)
+            print(f"servegauge: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as stop:
-        print("servebench: interrupted", file=sys.stderr)
+        print("servegauge: interrupted", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
     except BrokenPipeError:
-        # `servebench plugins | head`: the reader left, which is not an error
+        # `servegauge plugins | head`: the reader left, which is not an error
         # to report.  Point stdout at /dev/null so the flush at exit is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
@@ -54,12 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         else:
-            print(f"servebench: error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
+            print(f"servegauge: error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
                   file=sys.stderr)
         return 1
 
 
 def console_main() -> None:
+    from engine.layout import refuse_shadowed
+
+    refuse_shadowed()
     sys.exit(main())
 
 
@@ -94,7 +97,7 @@ def _run(argv: list[str]) -> int:
 
     # No --url: benchmark the built-in mock server so a newcomer sees a whole run.
     with start_mock() as mock:
-        print(f"servebench: no --url given: benchmarking the built-in mock server at {mock.base_url}",
+        print(f"servegauge: no --url given: benchmarking the built-in mock server at {mock.base_url}",
               file=sys.stderr)
         runs = [r.replace(url=mock.dashscope_url if r.api == "dashscope" else mock.chat_url,
                           model=r.model or "mock-model") for r in runs]
@@ -148,20 +151,20 @@ def _sweep(runs, extra) -> int:
         from analysis import write_sweep_report
 
         html = write_sweep_report(db_paths, sweep_dir, slo=extra.slo)
-        print(f"servebench: sweep report: {html}", file=sys.stderr)
+        print(f"servegauge: sweep report: {html}", file=sys.stderr)
     if db_paths:
-        print(f"servebench: results in {sweep_dir}", file=sys.stderr)
+        print(f"servegauge: results in {sweep_dir}", file=sys.stderr)
     if interrupts.requested():  # also one that a finaliser swallowed on its way
-        print("servebench: interrupted", file=sys.stderr)
+        print("servegauge: interrupted", file=sys.stderr)
         return EXIT_TERMINATED if interrupts.terminated() else EXIT_INTERRUPTED
     if code:
         return code
     if nothing:
-        print(f"servebench: {nothing}", file=sys.stderr)
+        print(f"servegauge: {nothing}", file=sys.stderr)
         return 1
     if extra.max_error_rate is not None and total and failed / total > extra.max_error_rate:
         stopped = ": stopped once that was certain" if result.status == "stopped" else ""
-        print(f"servebench: {failed}/{total} requests failed, above --max-error-rate {extra.max_error_rate:g}"
+        print(f"servegauge: {failed}/{total} requests failed, above --max-error-rate {extra.max_error_rate:g}"
               f"{stopped}", file=sys.stderr)
         return 1
     return 0

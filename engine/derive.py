@@ -137,7 +137,7 @@ class ParseWatch:
         self.failures += 1
         if self.line is None:
             head = " ".join(str(events[-1]).split())[:self.PAYLOAD_CHARS]
-            self.line = (f"servebench: {self.label} parse_responses failed: {_one_line(exc)[:300]} "
+            self.line = (f"servegauge: {self.label} parse_responses failed: {_one_line(exc)[:300]} "
                          f"(rows marked failed; the run stops if it fails on each of the first "
                          f"{self.CHECK_FIRST} requests); payload {len(events)} of {len(events)}: {head}")
             self.say(self.line)

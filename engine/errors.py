@@ -5,11 +5,11 @@ prints its one-line message and exits 2, with a traceback only under --debug.
 """
 
 
-class ServebenchError(Exception):
-    """Base of every error servebench raises on purpose."""
+class ServegaugeError(Exception):
+    """Base of every error servegauge raises on purpose."""
 
 
-class UsageError(ServebenchError):
+class UsageError(ServegaugeError):
     """Bad input: a flag, a file, a plugin name.  The message names the fix."""
 
 

@@ -59,11 +59,11 @@ BURST = _typed(float, lambda v: v > 0, "a number > 0 (1 = Poisson, inf = evenly 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="servebench", description="Benchmark an LLM serving endpoint. Without --url, the "
+    p = _Parser(prog="servegauge", description="Benchmark an LLM serving endpoint. Without --url, the "
                 "built-in mock server is started and benchmarked. Subcommands: mock, plugins, report, compare.")
     t = p.add_argument_group("target")
     t.add_argument("--url", help="endpoint, e.g. http://127.0.0.1:8000/v1/chat/completions (default: the mock)")
-    t.add_argument("--api", default="openai", help="API plugin: openai, dashscope, ... (see `servebench plugins`)")
+    t.add_argument("--api", default="openai", help="API plugin: openai, dashscope, ... (see `servegauge plugins`)")
     t.add_argument("--model", default="", help="model name sent in each request")
     t.add_argument("--api-key", help="API key; prefer the OPENAI_API_KEY or DASHSCOPE_API_KEY environment variable")
     t.add_argument("--headers", nargs="+", default=[], metavar="K=V", help="extra HTTP headers")
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes (default: twice the CPU count); threads per process = parallel / workers")
     l.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="where the load comes from: local worker processes (default) or Ray actors on a "
-                        "cluster (pip install 'servebench[ray]'; see docs/ray.md)")
+                        "cluster (pip install 'servegauge[ray]'; see docs/ray.md)")
     l.add_argument("--ray-address", metavar="ADDR",
                    help="Ray cluster to use with --backend ray (default: auto, the running cluster, "
                         "else a local Ray started for the run)")
@@ -117,10 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset-path", help="local file the dataset reads")
     d.add_argument("--prompt", help="send this one prompt for every request")
     d.add_argument("--query-template", help="JSON body template; %%m = model, %%p = prompt")
-    d.add_argument("--min-prompt-length", type=NONNEG_INT, default=0, help="skip shorter prompts")
-    d.add_argument("--max-prompt-length", type=POS_INT, default=131072, help="skip longer prompts")
-    d.add_argument("--prefix-length", type=NONNEG_INT, default=0, help="shared prefix length (random dataset)")
-    d.add_argument("--tokenizer-path", help="local tokenizer.json or tokenizer folder, for token counts")
+    d.add_argument("--min-prompt-length", type=NONNEG_INT, default=0,
+                   help="skip shorter prompts; tokens with --tokenizer-path, else characters")
+    d.add_argument("--max-prompt-length", type=POS_INT, default=131072,
+                   help="skip longer prompts; tokens with --tokenizer-path, else characters (default 131072)")
+    d.add_argument("--prefix-length", type=NONNEG_INT, default=0,
+                   help="shared prefix length in tokens (random dataset)")
+    d.add_argument("--tokenizer-path", help="tokenizer.json, tokenizer folder or hub model id "
+                   "(e.g. Qwen/Qwen2.5-0.5B-Instruct, via huggingface_hub's cache), for token counts")
     g = p.add_argument_group("generation (sent only when given)")
     g.add_argument("--max-tokens", type=POS_INT, help="max output tokens")
     g.add_argument("--min-tokens", type=NONNEG_INT, help="min output tokens (vLLM extension)")

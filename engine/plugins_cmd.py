@@ -1,4 +1,4 @@
-"""`servebench plugins`: every API and dataset plugin, where it comes from,
+"""`servegauge plugins`: every API and dataset plugin, where it comes from,
 and why it cannot be used if it cannot."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from plugins import registry
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="servebench plugins", description=__doc__)
+    parser = argparse.ArgumentParser(prog="servegauge plugins", description=__doc__)
     parser.add_argument("--plugin-module", action="append", default=[], metavar="NAME_OR_FILE.py",
                         help="also import this module's registered plugins")
     parser.add_argument("--debug", action="store_true")

@@ -109,7 +109,7 @@ class WorkerPool:
         for t in range(n_threads):
             self.slots[slot_base + t] = IDLE
         reader, writer = CONTEXT.Pipe(duplex=False)
-        process = CONTEXT.Process(target=run_worker, name=f"servebench-w{index}", daemon=True,
+        process = CONTEXT.Process(target=run_worker, name=f"servegauge-w{index}", daemon=True,
                                   args=(index, self.target, self.jobs, writer, n_threads, self.slots, slot_base,
                                         self._ready, self._stop_reader, self._deadline))
         # The child inherits blocked SIGINT and SIGTERM, so a Ctrl-C to the

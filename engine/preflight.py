@@ -33,7 +33,7 @@ KEY_VARIABLES = {"dashscope": "DASHSCOPE_API_KEY"}  # else OPENAI_API_KEY (engin
 READ_LIMIT_S = 60.0
 BODY_LIMIT = 4 * 2**20  # of a reply read here: a models list, an error, a one-token answer
 PLAIN_PROBE_S = 0.5  # after a TLS failure: how long to see whether the port speaks plain HTTP
-PROBE_ID = "servebench-preflight-"  # X-Request-Id prefix of the check's request
+PROBE_ID = "servegauge-preflight-"  # X-Request-Id prefix of the check's request
 MAX_LISTED = 10
 
 
@@ -50,7 +50,7 @@ def check(runs: list[Arguments]) -> list[Arguments]:
     with requests.Session() as session:
         model = _Check(session, args).run()
     if model != args.model:
-        print(f"servebench: no --model given: using '{model}', the one model the server lists", file=sys.stderr)
+        print(f"servegauge: no --model given: using '{model}', the one model the server lists", file=sys.stderr)
         runs = [r.replace(model=model) for r in runs]
     return runs
 

@@ -163,6 +163,6 @@ def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("servebench")
+        return version("servegauge")
     except PackageNotFoundError:
         return "0+unknown"

@@ -59,7 +59,7 @@ from engine.pool import release_wakeup_fd, split_threads
 from engine.ray_actor import _actor_class, _version
 from engine.records import Job, RequestRecord, Target, WorkerStats
 
-INSTALL_HINT = ("--backend ray needs Ray, which is not installed: pip install 'servebench[ray]' "
+INSTALL_HINT = ("--backend ray needs Ray, which is not installed: pip install 'servegauge[ray]' "
                 "(in a checkout: pip install -e '.[ray]')")
 CLOCK_PROBES = 8  # round trips per actor; the fastest one gives the offset
 POLL_WAIT_S = 0.2  # an idle actor answers a poll after this long with nothing
@@ -213,9 +213,9 @@ class RayPool:
         # The signal wake-up fd: a byte here (a signal's number) stops every actor.
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
-        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="servebench-ray-dispatch", daemon=True)
-        self._receiver = threading.Thread(target=self._receive_loop, name="servebench-ray-receive", daemon=True)
-        self._stopper = threading.Thread(target=self._stop_loop, name="servebench-ray-stop", daemon=True)
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="servegauge-ray-dispatch", daemon=True)
+        self._receiver = threading.Thread(target=self._receive_loop, name="servegauge-ray-receive", daemon=True)
+        self._stopper = threading.Thread(target=self._stop_loop, name="servegauge-ray-stop", daemon=True)
         self._dispatcher.start()
         self._receiver.start()
         self._stopper.start()
@@ -227,13 +227,13 @@ class RayPool:
             raise UsageError(f"Ray actors did not start within {START_TIMEOUT_S:g} s "
                              "(is the cluster short of resources?)") from None
         except ray.exceptions.RayError as exc:
-            raise UsageError("a Ray actor could not start: is servebench installed, the same version, on "
+            raise UsageError("a Ray actor could not start: is servegauge installed, the same version, on "
                              f"every node? ({' '.join(str(exc).split())[:300]})") from None
         mine, warned = _version(), set()
         for m, hello in zip(self.members, hellos):
             if hello.get("version") != mine and m.node not in warned:
                 warned.add(m.node)
-                print(f"servebench: warning: node {m.node} runs servebench {hello.get('version')}, this machine "
+                print(f"servegauge: warning: node {m.node} runs servegauge {hello.get('version')}, this machine "
                       f"{mine}: install the same version everywhere", file=sys.stderr)
             offset, rtt = measure_clock(ray, m.actor)
             m.info.update(hello)

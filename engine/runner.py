@@ -76,9 +76,20 @@ def _items(dataset) -> Iterator:
             empty = False
             yield item
         if empty:
-            hint = " (check --min-prompt-length/--max-prompt-length)" if first else ""
+            hint = _empty_hint(dataset.query_parameters) if first else ""
             raise DatasetError(f"dataset '{dataset.query_parameters.dataset}' yielded no prompts{hint}")
         first = False
+
+
+def _empty_hint(p: Arguments) -> str:
+    """Blame the length flags only when they were given."""
+    default = Arguments()
+    given = [f"--{n.replace('_', '-')} {getattr(p, n)}" for n in ("min_prompt_length", "max_prompt_length")
+             if getattr(p, n) != getattr(default, n)]
+    if given:
+        unit = "tokens" if p.tokenizer_path else "characters"
+        return f" (check {' and '.join(given)}: prompt lengths are in {unit})"
+    return f" (is --dataset-path {p.dataset_path} empty?)" if p.dataset_path else ""
 
 
 def _jobs(args: Arguments, api, dataset) -> Iterator[tuple[Job, dict, str]]:
@@ -296,14 +307,14 @@ def _run(args: Arguments, api, tokenizer, jobs, folder: str, db_path: str, label
     status = "completed"
     terminated = False
     cut = "cancelled: the run was interrupted"  # the reason of a request still in flight at the end
-    feeder = threading.Thread(target=run.feed, args=(pool, jobs), name="servebench-feeder", daemon=True)
+    feeder = threading.Thread(target=run.feed, args=(pool, jobs), name="servegauge-feeder", daemon=True)
     try:
         feeder.start()
         outcome = _collect(run, pool, stats)
         if outcome == "interrupted":
             status, terminated = "interrupted", interrupts.terminated()
             if args.grace > 0:
-                progress.note(f"servebench: stopping: nothing more is sent; requests in flight get "
+                progress.note(f"servegauge: stopping: nothing more is sent; requests in flight get "
                               f"{args.grace:g} s (--grace); Ctrl-C again to stop now")
             _stop(run, pool, stats, grace_s=args.grace, signals=1)
         elif outcome == "tripped":
@@ -316,7 +327,7 @@ def _run(args: Arguments, api, tokenizer, jobs, folder: str, db_path: str, label
     except PluginFailed:  # the API plugin read none of the first replies: stop before a long run
         status, cut = "failed", "cancelled: the run stopped (parse_responses failed)"
         raise
-    except KeyboardInterrupt as stop:  # without the command line's handlers (servebench as a library)
+    except KeyboardInterrupt as stop:  # without the command line's handlers (servegauge as a library)
         status, terminated = "interrupted", isinstance(stop, Terminated)
         _stop(run, pool, stats, grace_s=args.grace, signals=interrupts.requested())
     finally:
@@ -420,6 +431,6 @@ def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("servebench")
+        return version("servegauge")
     except PackageNotFoundError:
         return "0+unknown"

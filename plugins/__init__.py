@@ -1,4 +1,4 @@
-"""servebench plugin SDK.
+"""servegauge plugin SDK.
 
     from plugins import ApiPluginBase, DatasetPluginBase, register_api, register_dataset
     from engine.arguments import Arguments

@@ -20,7 +20,7 @@ from plugins.payload import Payload  # noqa: F401  (part of the SDK: what parse_
 # The run's Arguments while plugins.registry constructs a plugin, for a
 # subclass whose __init__ is not given them (evalscope's `(self, model_path)`
 # or no argument at all) but calls super().__init__.
-CONSTRUCTING: contextvars.ContextVar[Arguments | None] = contextvars.ContextVar("servebench_plugin_args",
+CONSTRUCTING: contextvars.ContextVar[Arguments | None] = contextvars.ContextVar("servegauge_plugin_args",
                                                                                default=None)
 
 # Classes registered with the decorators below, by name.  Filled when the
@@ -107,7 +107,7 @@ class ApiPluginBase(ABC):
         stream, or from the one body of a non-streamed reply.  Each payload
         is a `Payload`: the JSON text (a str), also bytes-like (`.decode()`)
         and the parsed object (`.get('usage')`, `['choices']`).  Return None
-        for a count the responses do not give; servebench then falls back to
+        for a count the responses do not give; servegauge then falls back to
         a tokenizer or to counting events."""
 
     # --- what the protocol looks like on the wire (all optional) ----------

@@ -2,7 +2,7 @@
 
 Plugins are written three ways, and each payload serves all of them:
 
-* as text, like servebench's own plugins: `json.loads(p)`, `p.startswith(...)`,
+* as text, like servegauge's own plugins: `json.loads(p)`, `p.startswith(...)`,
   `p == '...'`: a Payload *is* a `str` (a subclass), the event's JSON text;
 * as bytes, like evalscope perf's documentation says (`List[bytes]`):
   `p.decode('utf-8')` returns that text, and `json.loads` accepts it;

@@ -1,11 +1,15 @@
 """Finds API and dataset plugins: entry points (through stevedore) and
 classes registered with the decorators in modules given by --plugin-module.
 
-The consumer owns the namespaces `servebench.api` and `servebench.datasets`;
+The consumer owns the namespaces `servegauge.api` and `servegauge.datasets`;
 built-ins are registered there by our own setup.cfg, exactly as third-party
 packages register theirs, so nothing depends on some `__init__` importing a
-module.  A failure names the plugin, its package and the cause, and lists the
-names that did load.
+module.  The groups of the project's former name, `servebench.api` and
+`servebench.datasets`, are read too, so plugin packages installed before the
+rename keep loading; entries there declared by a distribution named
+`servebench` (this project's stale metadata, or the unrelated PyPI tool of
+that name) are not plugins of ours and are passed over.  A failure names
+the plugin, its package and the cause, and lists the names that did load.
 """
 from __future__ import annotations
 
@@ -26,10 +30,12 @@ from engine.errors import PluginError, UsageError
 from plugins.base import (API_REGISTRY, CONSTRUCTING, DATASET_REGISTRY, ApiPluginBase,  # noqa: F401
                           DatasetPluginBase, register_api, register_dataset)
 
-NAMESPACES = {"api": "servebench.api", "dataset": "servebench.datasets"}
+NAMESPACES = {"api": "servegauge.api", "dataset": "servegauge.datasets"}
+LEGACY_NAMESPACES = {"api": "servebench.api", "dataset": "servebench.datasets"}
+LEGACY_PACKAGE = "servebench"
 _BASES = {"api": ApiPluginBase, "dataset": DatasetPluginBase}
 _DECORATED = {"api": API_REGISTRY, "dataset": DATASET_REGISTRY}
-OWN_PACKAGE = "servebench"
+OWN_PACKAGE = "servegauge"
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,18 @@ def _declared_by(group: str) -> dict[tuple[str, str], list[tuple[str, str]]]:
     return index
 
 
+def _legacy_declared(kind: str) -> bool:
+    """True when a distribution other than one named `servebench` declares
+    an entry point in the former group: then that group is loaded too."""
+    return any(_normal(dist) != LEGACY_PACKAGE
+               for dists in _declared_by(LEGACY_NAMESPACES[kind]).values() for dist, _ in dists)
+
+
+def _stale(entry_point, package: str) -> bool:
+    """An entry in a former group declared by a distribution named `servebench`."""
+    return getattr(entry_point, "group", None) in LEGACY_NAMESPACES.values() and _normal(package) == LEGACY_PACKAGE
+
+
 def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -94,13 +112,20 @@ def discover(kind: str) -> dict[str, PluginInfo]:
 
     def on_failure(_manager, entry_point, err):
         package, version = _dist_of(entry_point)
+        if _stale(entry_point, package):
+            return
         cause = " ".join(f"{type(err).__name__}: {err}".split())[:300]
         claim(entry_point, PluginInfo(kind, entry_point.name, package, version, "", None,
                                       f"failed to load ({cause})"))
 
-    manager = ExtensionManager(NAMESPACES[kind], on_load_failure_callback=on_failure)
-    for ext in manager.extensions:
+    extensions = ExtensionManager(NAMESPACES[kind], on_load_failure_callback=on_failure).extensions
+    if _legacy_declared(kind):
+        extensions = extensions + ExtensionManager(LEGACY_NAMESPACES[kind],
+                                                   on_load_failure_callback=on_failure).extensions
+    for ext in extensions:
         package, version = _dist_of(ext.entry_point)
+        if _stale(ext.entry_point, package):
+            continue
         info = PluginInfo(kind, ext.name, package, version, _description(ext.plugin), ext.plugin)
         if not (isinstance(ext.plugin, type) and issubclass(ext.plugin, _BASES[kind])):
             info = _broken(info, f"is not usable: {ext.entry_point.value} is not a {_BASES[kind].__name__} subclass")
@@ -113,7 +138,7 @@ def discover(kind: str) -> dict[str, PluginInfo]:
         if name in found and found[name].cls is not cls and (kind, name) not in _WARNED:
             # The user named this module on the command line: it wins, loudly.
             _WARNED.add((kind, name))
-            print(f"servebench: {kind} '{name}' from --plugin-module {spec} overrides "
+            print(f"servegauge: {kind} '{name}' from --plugin-module {spec} overrides "
                   f"the one from {found[name].package}", file=sys.stderr)
         found[name] = PluginInfo(kind, name, f"--plugin-module {spec}", "-", _description(cls), cls)
     for name, cls in _DECORATED[kind].items():
@@ -165,7 +190,7 @@ def _get_info(kind: str, name: str) -> tuple[PluginInfo, list[str]]:
     info = plugins.get(name)
     if info is None:
         raise PluginError(f"unknown {flag} '{name}'; available: {', '.join(usable) or 'none'}"
-                          " (see `servebench plugins`)")
+                          " (see `servegauge plugins`)")
     if info.cls is None:
         raise PluginError(f"{flag} '{name}' from {_origin(info)} {info.error}; "
                           f"available: {', '.join(usable) or 'none'}")
@@ -227,7 +252,7 @@ def import_plugin_module(spec: str) -> None:
         if spec.endswith(".py") or os.sep in spec:
             if not os.path.isfile(spec):
                 raise PluginError(f"--plugin-module '{spec}' not found: give a .py file or a module name")
-            name = "servebench_user_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(spec))[0])
+            name = "servegauge_user_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(spec))[0])
             module_spec = importlib.util.spec_from_file_location(name, spec)
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[name] = module
@@ -250,5 +275,5 @@ def import_plugin_module(spec: str) -> None:
                 _FROM_PLUGIN_MODULES[(kind, name)] = (cls, spec)
                 registered += 1
     if not registered:
-        print(f"servebench: --plugin-module {spec} registered no plugin (decorate a class with "
+        print(f"servegauge: --plugin-module {spec} registered no plugin (decorate a class with "
               "@register_api('name') or @register_dataset('name'))", file=sys.stderr)

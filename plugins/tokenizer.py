@@ -1,16 +1,17 @@
-"""Token counting from a local tokenizer (--tokenizer-path).
+"""Token counting with the --tokenizer-path tokenizer.
 
-Nothing is downloaded at run time.  --tokenizer-path may be:
+--tokenizer-path may be:
 
 * a `tokenizer.json` file, or a folder holding one: read with the
-  `tokenizers` library (a test extra, light, no model code);
+  `tokenizers` library (a dependency: light, no model code);
 * a tokenizer folder without `tokenizer.json` (e.g. a sentencepiece
   `tokenizer.model` with its `tokenizer_config.json`): read with
   `transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)`
-  when `transformers` is importable.  servebench does not depend on it.
-
-A name that looks like a hub model id ("Qwen/Qwen2.5-7B") is an error that
-says to pass a local path: benchmarking must not depend on a download.
+  when `transformers` is importable.  servegauge does not depend on it;
+* a hub model id ("Qwen/Qwen2.5-0.5B-Instruct") that is not a local path: its
+  `tokenizer.json` is read from huggingface_hub's cache (HF_HUB_CACHE) when
+  it is there, else downloaded into it; with HF_HUB_OFFLINE=1 only the cache
+  is read.  Either way before the first request, never on a request's clock.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class Tokenizer:
-    """The few operations servebench needs, over either backend."""
+    """The few operations servegauge needs, over either backend."""
 
     def __init__(self, backend, kind: str = "tokenizers"):
         self._backend = backend
@@ -73,17 +74,46 @@ def _load(full: str, given: str) -> Tokenizer:
             return _from_json(file, given)
         return _from_transformers(full, given)
     if _HUB_NAME.match(given) and not given.endswith(".json"):
-        raise UsageError(f"--tokenizer-path '{given}' looks like a hub model name, and servebench never downloads: "
-                         "pass a local path (a tokenizer.json file or a tokenizer folder)")
-    raise UsageError(f"--tokenizer-path '{given}' not found: pass a local tokenizer.json file or a folder "
-                     "holding one (hub names are not downloaded)")
+        return _from_hub(given)
+    raise UsageError(f"--tokenizer-path '{given}' not found: pass a local tokenizer.json file, a folder "
+                     "holding one, or a hub model id such as Qwen/Qwen2.5-0.5B-Instruct")
+
+
+def _from_hub(repo_id: str) -> Tokenizer:
+    """The tokenizer.json of a hub model: from huggingface_hub's cache when it
+    is there (no network), else downloaded into it unless HF_HUB_OFFLINE."""
+    try:
+        from huggingface_hub import constants, hf_hub_download
+        from huggingface_hub.utils import logging as hf_logging
+    except ImportError:
+        raise UsageError(f"--tokenizer-path '{repo_id}' is a hub model id, which needs the 'huggingface_hub' "
+                         "package: pip install huggingface_hub") from None
+    offline = bool(constants.HF_HUB_OFFLINE)
+    where = f"in the cache {constants.HF_HUB_CACHE}" + (" (HF_HUB_OFFLINE is set)" if offline else "")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its retry warnings would bury the one line below
+    try:
+        try:
+            file = hf_hub_download(repo_id, "tokenizer.json", local_files_only=True)
+        except Exception:
+            if offline:
+                raise
+            file = hf_hub_download(repo_id, "tokenizer.json")
+    except Exception as e:  # not cached offline, no network, no such repo, gated, no tokenizer.json, ...
+        cause = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+        raise UsageError(f"--tokenizer-path '{repo_id}': not a local path, and the tokenizer.json of hub model "
+                         f"'{repo_id}' could not be fetched or found {where} ({cause})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return _from_json(file, repo_id)
 
 
 def _from_json(file: str, given: str) -> Tokenizer:
     try:
         from tokenizers import Tokenizer as HFTokenizer
     except ImportError:
-        raise UsageError("--tokenizer-path needs the 'tokenizers' package: pip install tokenizers") from None
+        raise UsageError("--tokenizer-path needs the 'tokenizers' package (a dependency of servegauge): "
+                         "pip install tokenizers") from None
     try:
         return Tokenizer(HFTokenizer.from_file(file), "tokenizers")
     except Exception as e:

@@ -1,4 +1,4 @@
-"""How much of what servebench reports is servebench's own delay?
+"""How much of what servegauge reports is servegauge's own delay?
 
 Starts the project's mock server (which stamps every event it writes: the
 ground truth), runs `python -m engine` against it at several loads, joins
@@ -79,7 +79,7 @@ def run_client(cmd: list[str]) -> tuple[float, float, float]:
     return wall, cpu, sampler.peak_mb
 
 
-def servebench_cmd(load: dict, url: str, out: str) -> list[str]:
+def servegauge_cmd(load: dict, url: str, out: str) -> list[str]:
     cmd = [sys.executable, "-m", "engine", "--url", url, "--model", "mock", "--parallel", str(load["parallel"]),
            "--number", str(load["number"]), "--outputs-dir", out, "--no-timestamp", "--name", "bench",
            "--no-plots"]
@@ -95,8 +95,8 @@ def measure(name: str, load: dict, tool: str) -> dict:
     out = tempfile.mkdtemp(prefix=f"fidelity-{name}-")
     try:
         with start_mock(mock_args) as mock:
-            if tool == "servebench":
-                cmd = servebench_cmd(load, mock.chat_url, out)
+            if tool == "servegauge":
+                cmd = servegauge_cmd(load, mock.chat_url, out)
             else:
                 cmd = evalscope_cmd(load, mock.chat_url, out)
             wall, cpu, peak = run_client(cmd)
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in LOADS]
     if unknown:
         parser.error(f"unknown load {unknown}; choose from {', '.join(LOADS)}")
-    tools = ["servebench"] + ([ns.peer] if ns.peer else [])
+    tools = ["servegauge"] + ([ns.peer] if ns.peer else [])
     table = []
     for name in names:
         for tool in tools:
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
             median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             table.append((name, tool, median))
     print()
-    print(f"# servebench fidelity ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+    print(f"# servegauge fidelity ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
           f"{cpu_model()}, Python {sys.version.split()[0]}); median of {ns.repeat}")
     print("| load | tool | " + " | ".join(title for _, title in COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))

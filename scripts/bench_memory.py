@@ -1,7 +1,7 @@
 """Does a long run keep its memory flat?
 
 Runs `python -m engine --duration D --parallel P` against the mock server,
-samples the summed RSS of servebench's processes every few seconds, and
+samples the summed RSS of servegauge's processes every few seconds, and
 prints the memory at the start and at the end of the steady state, the
 growth per 1,000 requests, and the command to reproduce.
 
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     early_mb = sum(mb for _, mb in early) / len(early)
     late_mb = sum(mb for _, mb in late) / len(late)
     per_1k = (late_mb - early_mb) / (n / 1000) if n else float("nan")
-    print(f"# servebench memory over a long run ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+    print(f"# servegauge memory over a long run ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
           f"{cpu_model()}, Python {sys.version.split()[0]})")
     print("| duration s | parallel | requests | RSS early MB | RSS late MB | growth MB per 1k requests | peak MB |")
     print("|---|---|---|---|---|---|---|")

@@ -85,7 +85,7 @@ def main() -> int:
         best["str"] = min(best["str"], per_event_ns(with_str, n_events, 1))
         best["Payload"] = min(best["Payload"], per_event_ns(run_rows, n_events, 1))
 
-    print(f"servebench payload benchmark: {platform.python_implementation()} {platform.python_version()}, "
+    print(f"servegauge payload benchmark: {platform.python_implementation()} {platform.python_version()}, "
           f"{os.cpu_count()} cores, {cpu_model()}")
     print(f"command: python scripts/bench_payload.py --events {a.events} --requests {a.requests} --repeat {a.repeat}")
     print(f"{a.requests} requests x {len(recs[0].events)} events ({n_events} events), best of {a.repeat}\n")

@@ -32,7 +32,7 @@ TARGET_S, TARGET_GB = 30.0, 2.0
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("db_dir", nargs="?", default=os.path.join(tempfile.gettempdir(), "servebench_big"))
+    parser.add_argument("db_dir", nargs="?", default=os.path.join(tempfile.gettempdir(), "servegauge_big"))
     parser.add_argument("--make", action="store_true", help="(re)make the database first")
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=256)
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_big_db.py"), args.db_dir,
                         "--requests", str(args.requests), "--events", str(args.events), "--force"],
                        check=True, cwd=ROOT)
-    out = tempfile.mkdtemp(prefix="servebench_report_")
+    out = tempfile.mkdtemp(prefix="servegauge_report_")
     cmd = [sys.executable, "-c", "import sys, analysis.cli as c; sys.exit(c.report_main(sys.argv[1:]))",
            db, "--out", out, "--quiet"] + (["--no-plots"] if args.no_plots else [])
     began = time.perf_counter()

@@ -16,7 +16,7 @@ except ImportError:
 import analysis
 from analysis.cli import report_main
 
-RUN_FILES = ("benchmark_summary.json", "benchmark_percentile.json", "benchmark_percentile.csv")
+RUN_FILES = ("benchmark_args.json", "benchmark_summary.json", "benchmark_percentile.json", "benchmark_percentile.csv")
 PNGS = ("latency_distribution.png", "ttft_distribution.png", "tpot_distribution.png", "itl_distribution.png",
         "timeline.png", "ttft_vs_prompt.png")
 SECRET = "sk-very-secret-0123"
@@ -140,7 +140,7 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     # and as a real process: one line on stderr, status 2, no traceback
     proc = _cli(str(tmp_path / "missing"))
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == [f"report: error: {tmp_path / 'missing'}: no such file or folder"]
+    assert proc.stderr.strip().splitlines() == [f"servegauge report: error: {tmp_path / 'missing'}: no such file or folder"]
 
 
 def test_report_help_and_usage_errors(capsys):

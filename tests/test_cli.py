@@ -33,7 +33,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, expected, tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("servebench: error: ") and expected in lines[0]
+    assert lines[0].startswith("servegauge: error: ") and expected in lines[0]
     assert "Traceback" not in proc.stderr
     # nothing is left behind by a run that never started
     assert find_dbs(tmp_path) == []
@@ -64,7 +64,7 @@ def test_a_run_never_overwrites_a_database(tmp_path, mock):
 
 @pytest.mark.parametrize("unbuffered", ["1", ""])
 def test_a_reader_that_leaves_is_not_an_error(unbuffered):
-    """`servebench plugins | head -1`: no error line, and 141 as for SIGPIPE."""
+    """`servegauge plugins | head -1`: no error line, and 141 as for SIGPIPE."""
     import os
     import subprocess
     import sys

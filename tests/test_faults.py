@@ -47,7 +47,7 @@ def test_fault_gives_a_failed_row_per_request(tmp_path, fault, status, error, ke
     proc, result, summary = run_with_fault(tmp_path, fault)
     # failures are results: each is recorded, the report written; as nothing succeeded, exit 1 says so
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"servebench: nothing succeeded: {N}/{N} requests "
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"servegauge: nothing succeeded: {N}/{N} requests "
                                                            f"failed (100%); most often ({N}): {error[:12]}")
     assert len(result) == N
     for row in result:
@@ -91,7 +91,7 @@ def test_no_server_listening(tmp_path):
     proc = run_engine("--url", f"http://127.0.0.1:{port}/v1/chat/completions", "--number", 3,
                       "--outputs-dir", tmp_path, "--no-plots", "--no-test-connection", check=False)
     assert proc.returncode == 1  # nothing succeeded
-    assert proc.stderr.strip().splitlines()[-1] == ("servebench: nothing succeeded: 3/3 requests failed (100%); "
+    assert proc.stderr.strip().splitlines()[-1] == ("servegauge: nothing succeeded: 3/3 requests failed (100%); "
                                                     "most often (3): connection refused: no server listening at "
                                                     "<ip>")
     result = rows(find_dbs(tmp_path)[0])

@@ -200,7 +200,7 @@ def assert_one_line_error(proc, *fragments):
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("servebench: error: ")
+    assert lines[0].startswith("servegauge: error: ")
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
@@ -247,8 +247,3 @@ def test_random_without_a_tokenizer_is_one_line(tmp_path):
                       "--outputs-dir", tmp_path, check=False, timeout=60)
     assert_one_line_error(proc, "random", "--tokenizer-path")
 
-
-def test_a_hub_tokenizer_name_is_one_line(tmp_path):
-    proc = run_engine("--url", "http://127.0.0.1:9/v1/chat/completions", "--dataset", "random",
-                      "--tokenizer-path", "Qwen/Qwen2.5-7B", "--outputs-dir", tmp_path, check=False, timeout=60)
-    assert_one_line_error(proc, "Qwen/Qwen2.5-7B", "hub model name", "local path")

@@ -152,7 +152,7 @@ STYLES = {
             assert responses[0]['choices'][0]['index'] == 0
         return usage['prompt_tokens'], usage['completion_tokens']
 ''',
-    # servebench's own plugins: JSON text
+    # servegauge's own plugins: JSON text
     "str": '''
     def parse_responses(self, responses, request=None, **kwargs):
         prompt = completion = None
@@ -223,7 +223,7 @@ def test_plugins_with_evalscopes_init_signatures_run(tmp_path, mock, init, token
 
 def test_the_database_keeps_plain_str_payloads(tmp_path, mock):
     result = run_and_check_usage(tmp_path, mock, "dict_style", STYLES["dict"])
-    # Unpickled where servebench cannot even be imported: a reference to
+    # Unpickled where servegauge cannot even be imported: a reference to
     # plugins.payload.Payload would fail to load there.
     check = ("import base64, pickle, sys\n"
              "for text in sys.stdin.read().split():\n"
@@ -277,7 +277,7 @@ def test_a_plugin_that_always_fails_stops_the_run_within_the_first_20_requests(t
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     (line,) = failure_lines(proc.stderr)
-    assert "api plugin 'broken' (servebench_user_broken_plugin.Plugin)" in line
+    assert "api plugin 'broken' (servegauge_user_broken_plugin.Plugin)" in line
     assert "ValueError: cannot read this at all" in line
     head = line.split("; payload ", 1)[1].split(": ", 1)[1]  # the payload, last on the line
     assert head.startswith('{"id":') and len(head) <= 200

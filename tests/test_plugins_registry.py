@@ -1,4 +1,4 @@
-"""Plugin discovery: the SDK's abstract methods, `servebench plugins`, and
+"""Plugin discovery: the SDK's abstract methods, `servegauge plugins`, and
 the one-line errors for unknown, broken, clashing and failing plugins.
 
 Third-party packages are made the way pip leaves them on disk: a module and
@@ -98,7 +98,7 @@ def test_sdk_imports_and_evalscope_helpers():
     assert registry.register_api is register_api  # evalscope's import location works too
 
 
-# --- servebench plugins -----------------------------------------------------------------
+# --- servegauge plugins -----------------------------------------------------------------
 
 def test_plugins_lists_every_builtin_with_package_version_and_description():
     proc = engine("plugins", check=True)
@@ -108,7 +108,7 @@ def test_plugins_lists_every_builtin_with_package_version_and_description():
         for name in names:
             (line,) = [l for l in section if l.split()[:1] == [name]]
             fields = line.split()
-            assert fields[1:3] == ["servebench", "0.1.0"], line
+            assert fields[1:3] == ["servegauge", "0.1.0"], line
             assert len(" ".join(fields[3:])) > 20 and "UNUSABLE" not in line, line
 
 
@@ -118,9 +118,9 @@ def test_plugins_lists_every_builtin_with_package_version_and_description():
 def bad_site(tmp_path_factory):
     site = tmp_path_factory.mktemp("bad_site")
     make_dist(site, "flaky-plugins", "3.1.4", {
-        "servebench.api": ["broken_api = flaky_broken:Api", "ctor_api = flaky_ctor:Api",
+        "servegauge.api": ["broken_api = flaky_broken:Api", "ctor_api = flaky_ctor:Api",
                            "notaplugin = flaky_ctor:helper"],
-        "servebench.datasets": ["broken_data = flaky_broken:Data"],
+        "servegauge.datasets": ["broken_data = flaky_broken:Data"],
     }, {
         "flaky_broken.py": "raise ImportError('flaky_broken needs libfoo, which is not installed')\n",
         "flaky_ctor.py": GOOD_API.format(doc="Fails to start.") + textwrap.dedent("""
@@ -166,26 +166,44 @@ def test_choosing_a_bad_plugin_is_one_line_and_exit_2(bad_site, tmp_path, argv, 
 
 def test_a_third_party_package_taking_a_builtin_name_is_an_error_naming_both(tmp_path):
     site = make_dist(tmp_path / "site", "openai-hijack", "0.0.7",
-                     {"servebench.api": ["openai = hijack:Api"]},
+                     {"servegauge.api": ["openai = hijack:Api"]},
                      {"hijack.py": GOOD_API.format(doc="Pretends to be openai.")})
     proc = engine("plugins", pythonpath=[site], check=True)
     (line,) = [l for l in proc.stdout.splitlines() if l.split()[:1] == ["openai"]]
-    assert "UNUSABLE" in line and "openai-hijack 0.0.7" in line and "servebench 0.1.0" in line
+    assert "UNUSABLE" in line and "openai-hijack 0.0.7" in line and "servegauge 0.1.0" in line
     proc = engine("--url", URL, "--api", "openai", "--number", 1, "--outputs-dir", tmp_path / "out",
                   pythonpath=[site])
     assert_one_line_error(proc, "--api 'openai'", "more than one package", "openai-hijack 0.0.7",
-                          "servebench 0.1.0")
+                          "servegauge 0.1.0")
 
 
 def test_the_same_distribution_seen_twice_is_not_a_conflict(tmp_path):
     # e.g. installed in a venv and also visible from the system site-packages
     for where in ("a", "b"):
-        make_dist(tmp_path / where, "twice-seen", "1.0", {"servebench.api": ["twice = twice_mod:Api"]},
+        make_dist(tmp_path / where, "twice-seen", "1.0", {"servegauge.api": ["twice = twice_mod:Api"]},
                   {"twice_mod.py": GOOD_API.format(doc="Seen twice on sys.path.")})
     proc = engine("plugins", pythonpath=[tmp_path / "a", tmp_path / "b"], check=True)
     (line,) = [l for l in proc.stdout.splitlines() if l.split()[:1] == ["twice"]]
     assert "twice-seen 1.0" in line and "UNUSABLE" not in line and "Seen twice" in line
 
+
+
+def test_a_package_registered_under_the_former_group_names_still_loads(tmp_path):
+    # plugins installed before the rename declare servebench.api / servebench.datasets;
+    # a distribution named servebench declaring our built-ins there (this project's
+    # stale metadata) is passed over rather than clashing with them
+    site = make_dist(tmp_path / "site", "old-style-plugin", "0.3", {"servebench.api": ["oldstyle = old_mod:Api"]},
+                     {"old_mod.py": GOOD_API.format(doc="Registered under the former group.")})
+    make_dist(tmp_path / "site", "servebench", "0.0.9", {
+        "servebench.api": ["openai = plugins.api.openai:OpenaiPlugin"],
+        "servebench.datasets": ["random = nowhere:Gone"]}, {})
+    proc = engine("plugins", pythonpath=[site], check=True)
+    (line,) = [l for l in proc.stdout.splitlines() if l.split()[:1] == ["oldstyle"]]
+    assert "old-style-plugin 0.3" in line and "UNUSABLE" not in line
+    for name in ("openai", "random"):
+        (line,) = [l for l in proc.stdout.splitlines() if l.split()[:1] == [name]]
+        assert "servegauge 0.1.0" in line and "UNUSABLE" not in line, line
+    assert "servebench" not in proc.stdout + proc.stderr
 
 def test_resolve_dedupes_one_distribution_and_refuses_two():
     a = registry.PluginInfo("api", "x", "Some-Pkg", "1.0", "", object)
@@ -201,8 +219,8 @@ def test_resolve_dedupes_one_distribution_and_refuses_two():
 
 @pytest.mark.parametrize("code, fragments", [
     ("raise ValueError('bad config\\nmore')\n", ["--plugin-module", "failed to import", "ValueError: bad config more"]),
-    ("import servebench_no_such_dependency\n", ["failed to import", "ModuleNotFoundError",
-                                                "servebench_no_such_dependency"]),
+    ("import servegauge_no_such_dependency\n", ["failed to import", "ModuleNotFoundError",
+                                                "servegauge_no_such_dependency"]),
     ("from plugins import ApiPluginBase, register_api\n"
      "@register_api('half_done')\n"
      "class Half(ApiPluginBase):\n"

@@ -1,4 +1,4 @@
-"""Plugins from outside servebench: an installed package (the example in
+"""Plugins from outside servegauge: an installed package (the example in
 scripts/example_plugin, pip-installed into a fresh venv) and a plugin file
 written for evalscope perf, ported by changing its imports only."""
 import json
@@ -32,14 +32,32 @@ def test_example_plugin_package_installed_in_a_venv(tmp_path, mock):
     venv = tmp_path / "venv"
     python = str(venv / "bin" / "python")
     # --system-site-packages: the project's dependencies are reused (fast,
-    # offline); servebench itself is then visible twice, from the venv and
+    # offline); servegauge itself is then visible twice, from the venv and
     # from the system, which must not count as two packages claiming names.
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
     package = tmp_path / "example_plugin"  # a copy: the build writes into the source folder
     shutil.copytree(EXAMPLE, package, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    install = subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-                              "-q", "-e", ROOT, str(package)], capture_output=True, text=True, timeout=300)
+    pip = [python, "-m", "pip", "install", "--no-build-isolation", "--no-index", "-q"]
+    # without PYTHONPATH, so that only what is installed can meet a requirement
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    install = subprocess.run(pip + ["--no-deps", "-e", ROOT], capture_output=True, text=True, timeout=300, env=env)
     assert install.returncode == 0, install.stdout + install.stderr
+    # The example declares install_requires = servegauge: with dependencies on
+    # and no index, pip must find that requirement met by this project.
+    install = subprocess.run(pip + [str(package)], capture_output=True, text=True, timeout=300, env=env)
+    assert install.returncode == 0, install.stdout + install.stderr
+    shown = subprocess.run([python, "-m", "pip", "show", "servegauge-example-plugin", "servegauge"],
+                           capture_output=True, text=True, timeout=120, env=env).stdout
+    assert "Requires: servegauge" in shown
+    assert f"Editable project location: {ROOT}" in shown
+
+    # The console script runs the default sweep (the built-in mock at 1, 4 and
+    # 16 streams) from any folder, with nothing but what is installed.
+    sweep = subprocess.run([str(venv / "bin" / "servegauge"), "--no-plots", "--outputs-dir", tmp_path / "sweep"],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    assert [os.path.basename(os.path.dirname(db)) for db in find_dbs(tmp_path / "sweep")] == [
+        "parallel_16_number_640", "parallel_1_number_40", "parallel_4_number_160"]
 
     def venv_engine(*args):
         proc = subprocess.run([python, "-m", "engine", *map(str, args)], capture_output=True, text=True,
@@ -51,10 +69,10 @@ def test_example_plugin_package_installed_in_a_venv(tmp_path, mock):
     (api,) = [line for line in listing if line.split()[:1] == ["echo_openai"]]
     (data,) = [line for line in listing if line.split()[:1] == ["example_questions"]]
     for line in (api, data):
-        assert "servebench-example-plugin 0.2.1" in line and "UNUSABLE" not in line
+        assert "servegauge-example-plugin 0.2.1" in line and "UNUSABLE" not in line
     assert "counting characters as tokens" in api and "Five short questions" in data
     (openai,) = [line for line in listing if line.split()[:1] == ["openai"]]
-    assert "servebench 0.1.0" in openai and "UNUSABLE" not in openai
+    assert "servegauge 0.1.0" in openai and "UNUSABLE" not in openai
 
     out = tmp_path / "out"
     venv_engine("--url", mock.chat_url, "--api", "echo_openai", "--dataset", "example_questions",
@@ -78,9 +96,9 @@ def test_example_plugin_package_installed_in_a_venv(tmp_path, mock):
 
 # The "custom API" example of evalscope perf's documentation (user guide,
 # stress test, "Custom Usage"): its code as published, with the imports
-# marked "changed" swapped for servebench's and its docstrings, some comments
+# marked "changed" swapped for servegauge's and its docstrings, some comments
 # and the `__main__` block left out for length.  Its process_request
-# (aiohttp) is simply never called: servebench's workers send the requests.
+# (aiohttp) is simply never called: servegauge's workers send the requests.
 EVALSCOPE_DOC_PLUGIN = '''
 import json
 import aiohttp

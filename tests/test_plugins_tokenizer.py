@@ -1,4 +1,4 @@
-"""plugins.tokenizer: local tokenizers only, never a download.
+"""plugins.tokenizer: local tokenizer files and folders (hub ids: test_tokenizer_hub.py).
 
 The tokenizers used here are trained in the test with the `tokenizers`
 library on generated text (no hub access); other test modules import
@@ -74,9 +74,8 @@ def test_tokenizer_json_file_and_folder(tokenizer_file):
     assert special is not None and special not in t.normal_ids()
 
 
-def test_a_hub_name_is_refused_with_a_hint_to_pass_a_local_path():
-    with pytest.raises(UsageError, match="looks like a hub model name.*pass a local path"):
-        tk.load_tokenizer("Qwen/Qwen2.5-7B-Instruct")
+def test_a_missing_local_file_is_not_found():
+    # hub ids (Org/Name) go through huggingface_hub's cache: tests/test_tokenizer_hub.py
     with pytest.raises(UsageError, match="not found"):
         tk.load_tokenizer("/nonexistent/tokenizer.json")
 
@@ -97,7 +96,7 @@ def test_a_folder_without_tokenizer_json_needs_transformers(tmp_path, monkeypatc
 
 def test_a_transformers_folder_is_read_locally_only(tmp_path, monkeypatch, tokenizer_file):
     # transformers is not a dependency and not installed here: a stand-in
-    # module with its AutoTokenizer interface checks what servebench asks of it.
+    # module with its AutoTokenizer interface checks what servegauge asks of it.
     from tokenizers import Tokenizer
 
     calls = []

@@ -26,8 +26,8 @@ def misconfigured(tmp_path, *args, env=None):
     assert not out.exists()
     assert proc.stdout == ""
     (line,) = proc.stderr.splitlines()
-    assert line.startswith("servebench: error: ")
-    return line[len("servebench: error: "):]
+    assert line.startswith("servegauge: error: ")
+    return line[len("servegauge: error: "):]
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +63,8 @@ def test_a_server_that_is_down(tmp_path):
 
 
 def test_a_host_that_does_not_resolve(tmp_path):
-    line = misconfigured(tmp_path, "--url", "http://servebench-no-such-host.invalid:8000/v1/chat/completions")
-    assert line == "cannot resolve the host 'servebench-no-such-host.invalid' of --url (DNS): check its spelling"
+    line = misconfigured(tmp_path, "--url", "http://servegauge-no-such-host.invalid:8000/v1/chat/completions")
+    assert line == "cannot resolve the host 'servegauge-no-such-host.invalid' of --url (DNS): check its spelling"
 
 
 def test_https_to_a_plain_http_port(tmp_path, mock):
@@ -181,7 +181,7 @@ def test_a_model_that_is_not_served(tmp_path, picky_mock):
 
 def test_no_model_uses_the_one_served(tmp_path, picky_mock):
     proc = run_engine("--url", picky_mock.chat_url, "--number", 3, "--outputs-dir", tmp_path, "--no-plots")
-    assert "servebench: no --model given: using 'qwen-7b', the one model the server lists" in proc.stderr
+    assert "servegauge: no --model given: using 'qwen-7b', the one model the server lists" in proc.stderr
     (db,) = find_dbs(tmp_path)
     assert os.path.basename(os.path.dirname(os.path.dirname(db))) == "qwen-7b"  # the folder is named after it
     assert [r["success"] for r in rows(db)] == [1, 1, 1]
@@ -201,5 +201,5 @@ def test_the_check_is_one_models_list_and_one_short_request(picky_mock, tmp_path
                "--no-plots")
     truth = picky_mock.truth()
     assert [t["path"] for t in truth[:2]] == ["/v1/models", "/v1/chat/completions"]
-    assert truth[1]["request_id"].startswith("servebench-preflight-") and truth[1]["completion_tokens"] == 1
+    assert truth[1]["request_id"].startswith("servegauge-preflight-") and truth[1]["completion_tokens"] == 1
     assert len(truth) == 4

@@ -95,7 +95,7 @@ class Cluster:
         self._start(["--head", "--port", str(self.base), "--include-dashboard=false",
                      "--dashboard-port", str(self.base + 7), *self.node_args(0)])
         # the second node is told apart by a resource of its own
-        self._start(["--address", self.address, "--resources", '{"servebench_node2": 1}', *self.node_args(1)])
+        self._start(["--address", self.address, "--resources", '{"servegauge_node2": 1}', *self.node_args(1)])
 
     def processes(self):
         found = []
@@ -179,7 +179,7 @@ def test_backend_ray_without_ray_says_how_to_install(tmp_path):
                       env={"PYTHONPATH": os.pathsep.join([str(fake), ROOT])})
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "pip install" in lines[0] and "servebench[ray]" in lines[0], proc.stderr
+    assert len(lines) == 1 and "pip install" in lines[0] and "servegauge[ray]" in lines[0], proc.stderr
     assert not find_dbs(tmp_path)
 
 
@@ -475,7 +475,7 @@ def test_duration_reaches_the_actors(tmp_path, cluster, slow_mock):
 def _served(mock):
     """The generation requests the server received (not the pre-flight check's)."""
     return [t for t in mock.truth() if t["path"] == "/v1/chat/completions"
-            and not t["request_id"].startswith("servebench-preflight-")]
+            and not t["request_id"].startswith("servegauge-preflight-")]
 
 
 @needs_ray

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import find_dbs, rows, run_engine
 
-RUN_FILES = ("benchmark_summary.json", "benchmark_percentile.json", "benchmark_percentile.csv")
+RUN_FILES = ("benchmark_args.json", "benchmark_summary.json", "benchmark_percentile.json", "benchmark_percentile.csv")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
 

@@ -57,7 +57,7 @@ def test_a_key_the_server_echoes_back_is_redacted(tmp_path):
     checked = run_engine("--url", url, "--number", 3, "--outputs-dir", tmp_path / "checked",
                          env={"OPENAI_API_KEY": secret}, check=False)
     assert checked.returncode == 2
-    assert checked.stderr == (f"servebench: error: http://127.0.0.1:{port}/v1/models answered HTTP 401: the server "
+    assert checked.stderr == (f"servegauge: error: http://127.0.0.1:{port}/v1/models answered HTTP 401: the server "
                               "refused the key in OPENAI_API_KEY: check it is right for this server\n")
     # without it, every request is sent, fails, and its row holds no key either
     proc = run_engine("--url", url, "--number", 3, "--outputs-dir", tmp_path, "--no-test-connection",

@@ -26,7 +26,7 @@ import pytest
 from conftest import ROOT, find_dbs, rows, run_engine
 from test_signals import slow_mock  # noqa: F401  (fixture: ~1 s streams)
 
-PREFLIGHT = "servebench-preflight-"
+PREFLIGHT = "servegauge-preflight-"
 CHAT = "/v1/chat/completions"
 SEND_SLACK_S = 0.010  # a request may reach the server this long after the stop
 
@@ -140,7 +140,7 @@ def test_ctrl_c_during_the_report_stops_it(tmp_path, mock):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "servebench: interrupted"
+    assert err.strip().splitlines()[-1] == "servegauge: interrupted"
     (db,) = find_dbs(varied)
     assert len(rows(db)) == 40 and rows(db, "SELECT status FROM run")[0]["status"] == "completed"
 
@@ -223,7 +223,7 @@ def test_max_error_rate_stops_the_run_once_certain(tmp_path):
     failed = sum(1 for r in result if not r["success"])
     assert failed > 40  # more than 10 % of 400 failed: the verdict was certain, so the run stopped there
     assert len(result) < 200
-    assert proc.stderr.strip().splitlines()[-1] == (f"servebench: {failed}/{len(result)} requests failed, above "
+    assert proc.stderr.strip().splitlines()[-1] == (f"servegauge: {failed}/{len(result)} requests failed, above "
                                                     "--max-error-rate 0.1: stopped once that was certain")
     (run,) = rows(find_dbs(tmp_path)[0], "SELECT status FROM run")
     assert run["status"] == "stopped"

@@ -68,7 +68,7 @@ def test_workers_send_through_requests_and_streams_are_split_by_sseclient(tmp_pa
     for name in os.listdir(counts):
         for line in (counts / name).read_text().splitlines():
             process, what = line.rsplit(" ", 1)
-            seen[("worker" if process.startswith("servebench-w") else "other", what)] += 1
+            seen[("worker" if process.startswith("servegauge-w") else "other", what)] += 1
     result = rows(find_dbs(tmp_path / "out")[0])
     assert len(result) == 24 and all(r["success"] == 1 and r["is_stream"] == 1 for r in result)
     assert seen[("worker", "send")] == 24  # every request left through HTTPAdapter.send in a worker process
@@ -148,7 +148,7 @@ def private_ca(tmp_path_factory):
     """A private CA, a server certificate for 127.0.0.1 and a client certificate, both signed by it."""
     d = tmp_path_factory.mktemp("ca")
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "ca.key", "-out", d / "ca.pem",
-            "-days", "2", "-subj", "/CN=servebench test CA")
+            "-days", "2", "-subj", "/CN=servegauge test CA")
     ext = d / "san.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1\n")
     for name in ("server", "client"):

@@ -1,6 +1,6 @@
 """Command line of the mock server: ``python -m engine.mock [flags]``.
 
-Prints exactly one line, ``servebench mock listening on http://HOST:PORT``,
+Prints exactly one line, ``servegauge mock listening on http://HOST:PORT``,
 once the socket accepts connections, so a parent process can learn the port.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="servebench mock",
+        prog="servegauge mock",
         description="Built-in mock LLM server (OpenAI and DashScope protocols) with "
                     "configurable timing and per-request ground truth at GET /truth.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -108,7 +108,7 @@ def config_from_args(ns: argparse.Namespace) -> MockConfig:
 
 
 def _announce(server: MockServer) -> None:
-    print(f"servebench mock listening on {server.base_url}", flush=True)
+    print(f"servegauge mock listening on {server.base_url}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(serve(config, ready=_announce))
     except OSError as e:  # e.g. the port is taken
-        print(f"servebench mock: cannot listen on {config.host}:{config.port}: {e}",
+        print(f"servegauge mock: cannot listen on {config.host}:{config.port}: {e}",
               file=sys.stderr)
         return 1

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-_PREFIX = "servebench mock listening on "
+_PREFIX = "servegauge mock listening on "
 # The directory holding the `engine` package, so the child can import it
 # however the parent was started (installed or not, any cwd).
 _ROOT = str(Path(__file__).resolve().parents[2])

@@ -114,5 +114,5 @@ def models(req: Request, cfg: MockConfig, started: float) -> ResponsePlan:
     """GET /v1/models: one model, the one the mock pretends to serve."""
     return json_plan(200, {"object": "list", "data": [
         {"id": cfg.listed_model, "object": "model", "created": int(started),
-         "owned_by": "servebench", "root": cfg.listed_model, "parent": None,
+         "owned_by": "servegauge", "root": cfg.listed_model, "parent": None,
          "max_model_len": 1 << 20, "permission": []}]})

@@ -146,7 +146,7 @@ async def serve(config: MockConfig, ready: Callable[[MockServer], None] | None =
         try:
             server.truth.write_file(config.truth_file)
         except OSError as e:
-            print(f"servebench mock: cannot write truth file {config.truth_file}: {e}",
+            print(f"servegauge mock: cannot write truth file {config.truth_file}: {e}",
                   file=sys.stderr)
             return 1
     return 0

@@ -8,7 +8,7 @@ API you benchmark, and either
 * register it as an entry point in your own package's setup.cfg:
 
       [options.entry_points]
-      servebench.api =
+      servegauge.api =
           my_api = my_package.my_module:MyApiPlugin
 
 * or decorate the class with `@register_api("my_api")` and pass the file
@@ -31,7 +31,7 @@ from plugins import ApiPluginBase
 class CustomApiPlugin(ApiPluginBase):
     """Example API plugin (OpenAI chat completions in a few lines): copy it to write your own."""
 
-    # Shown by `servebench plugins` (the class docstring's first line would do too).
+    # Shown by `servegauge plugins` (the class docstring's first line would do too).
     description = "Example API plugin (OpenAI chat completions in a few lines): copy it to write your own."
 
     def __init__(self, param: Arguments):
@@ -69,7 +69,7 @@ class CustomApiPlugin(ApiPluginBase):
         # body (when not streamed), as a plugins.Payload: the JSON text as a
         # str, also readable with .decode() and .get('usage') (see
         # docs/plugins.md); `request` is the body sent.
-        # Return None for a count you cannot read: servebench then counts the
+        # Return None for a count you cannot read: servegauge then counts the
         # completion with --tokenizer-path, or else counts output events.
         for payload in reversed(responses):
             try:

@@ -9,7 +9,7 @@ from plugins.base import DatasetPluginBase
 
 
 class BuiltinDataset(DatasetPluginBase):
-    """48 everyday chat prompts of mixed length, shipped with servebench."""
+    """48 everyday chat prompts of mixed length, shipped with servegauge."""
 
     def build_messages(self) -> Iterator[list[dict]]:
         text = resources.files("plugins.datasets").joinpath("data/prompts.jsonl").read_text("utf-8")

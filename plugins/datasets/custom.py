@@ -3,7 +3,7 @@
 Reads a local text file, one prompt per line (as evalscope perf's `custom`
 example does), and shows what a dataset plugin does.  Copy the file, rename
 the class, change `build_messages`, and register it: as an entry point in
-your package's setup.cfg (`servebench.datasets = my_data =
+your package's setup.cfg (`servegauge.datasets = my_data =
 my_package.my_module:MyDataset`) or with `@register_dataset("my_data")` and
 `--plugin-module my_file.py`.  See docs/plugins.md.
 """
@@ -26,7 +26,7 @@ class CustomDataset(DatasetPluginBase):
 
     def build_messages(self) -> Iterator[list[dict] | str]:
         # Yield one item per request: a list of OpenAI chat messages, or a
-        # plain string for completions APIs.  servebench starts over when the
+        # plain string for completions APIs.  servegauge starts over when the
         # run needs more requests than you yield.  Read only local files:
         # the helpers below raise a one-line error for a missing file.
         for line in self.dataset_line_by_line(self.query_parameters.dataset_path):

@@ -1,1 +1,0 @@
-"""Example servebench plugins: `echo_openai` (API) and `example_questions` (dataset)."""

@@ -1,0 +1,1 @@
+"""Example servegauge plugins: `echo_openai` (API) and `example_questions` (dataset)."""
