@@ -10,6 +10,7 @@ process, the database), never a guessed sleep; the one sleep picks the
 random moment of a signal.
 """
 import collections
+import contextlib
 import queue
 import random
 import re
@@ -43,6 +44,25 @@ def varied_mock():
 def start(url, out, *extra, stdout=subprocess.DEVNULL):
     return subprocess.Popen([sys.executable, "-m", "engine", "--url", url, "--outputs-dir", str(out), *map(str, extra)],
                             cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True)
+
+
+@contextlib.contextmanager
+def running(url, out, *extra, **kwargs):
+    """A run in a subprocess, killed if it outlives the test."""
+    proc = start(url, out, *extra, **kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def interrupt(proc):
+    """Ctrl-C now: (when it was sent, the run's stderr once it has ended)."""
+    stopped_at = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    return stopped_at, err
 
 
 def wait_until(condition, timeout_s=60.0, what="the condition"):
@@ -101,18 +121,12 @@ def test_ctrl_c_at_random_moments(tmp_path, varied_mock, parallel):
         varied_mock.truth(clear=True)
         out = tmp_path / f"run{k}"
         grace = 2.0 if k % 2 else 0.2
-        proc = start(varied_mock.chat_url, out, "--parallel", parallel, "--number", 100000, "--grace", grace,
-                     "--no-plots")
-        try:
+        with running(varied_mock.chat_url, out, "--parallel", parallel, "--number", 100000, "--grace", grace,
+                     "--no-plots") as proc:
             # from start-up (the pre-flight check) through spawning and connecting into the run
             wait_until(lambda: preflight_seen(varied_mock), what="the pre-flight request")
-            time.sleep(rng.uniform(0.0, 2.5))
-            stopped_at = time.time()
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+            time.sleep(rng.uniform(0.0, 2.5))  # a random moment, not a wait for a state
+            stopped_at, err = interrupt(proc)
         assert proc.returncode == 130, err
         result = check_join(out, served(varied_mock), err, stopped_at)
         cut = [r for r in result if not r["success"]]
@@ -123,8 +137,6 @@ def test_ctrl_c_at_random_moments(tmp_path, varied_mock, parallel):
 
 def test_ctrl_c_during_the_report_stops_it(tmp_path, mock):
     varied = tmp_path / "out"
-    proc = start(mock.chat_url, varied, "--parallel", 4, "--number", 40)  # with plots: a report of seconds
-
     def run_saved():
         dbs = find_dbs(varied)
         try:
@@ -132,13 +144,9 @@ def test_ctrl_c_during_the_report_stops_it(tmp_path, mock):
         except sqlite3.OperationalError:  # being created
             return False
 
-    try:
+    with running(mock.chat_url, varied, "--parallel", 4, "--number", 40) as proc:  # with plots: a report of seconds
         wait_until(run_saved, what="the run's end")
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        _, err = interrupt(proc)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "servegauge: interrupted"
     (db,) = find_dbs(varied)
@@ -147,18 +155,13 @@ def test_ctrl_c_during_the_report_stops_it(tmp_path, mock):
 
 def test_ctrl_c_while_workers_start(tmp_path, varied_mock):
     varied_mock.truth(clear=True)
-    proc = start(varied_mock.chat_url, tmp_path, "--parallel", 64, "--number", 1000, "--grace", 0.2, "--no-plots")
-    try:
+    with running(varied_mock.chat_url, tmp_path, "--parallel", 64, "--number", 1000, "--grace", 0.2,
+                 "--no-plots") as proc:
         wait_until(lambda: any("spawn_main" in " ".join(p.cmdline())
                                for p in psutil.Process(proc.pid).children(recursive=True)),
                    what="a worker process")
-        stopped_at = time.time()
         children = psutil.Process(proc.pid).children(recursive=True)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        stopped_at, err = interrupt(proc)
     assert proc.returncode == 130, err
     check_join(tmp_path, served(varied_mock), err, stopped_at)
     _, alive = psutil.wait_procs(children, timeout=10)
