@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.safe_pickle import decode_b64_pickle
+from engine import timing
 from engine.errors import UsageError
 from engine.store import DB_NAME, RESULT_COLUMNS, RUN_COLUMNS
 
@@ -318,7 +319,8 @@ def _read_results(con: sqlite3.Connection, db: str, decode_messages: bool, decod
     del parts
     values = _relative_offsets(values, lengths, df)
     events = _events_frame(values, lengths)
-    _derive(df, events, lengths)
+    # token_source is servegauge's own column: evalscope's databases lack it
+    _derive(df, events, lengths, ours="token_source" in present)
     return df, events
 
 
@@ -358,29 +360,45 @@ def _events_frame(values: np.ndarray, lengths: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"request": request, "offset_s": values, "gap_ms": gaps}, copy=False)
 
 
-def _derive(df: pd.DataFrame, events: pd.DataFrame, lengths: np.ndarray) -> None:
+def _derive(df: pd.DataFrame, events: pd.DataFrame, lengths: np.ndarray, ours: bool) -> None:
+    """The derived columns, by `engine.timing`'s definitions.  TPOT and the
+    mean gap are read from the database (`time_per_output_token`,
+    `chunk_time`) when servegauge wrote it (`ours`), computed where it holds
+    none (failed rows) or the database is another tool's, which may define
+    those columns otherwise."""
     lat = df["latency"].to_numpy(dtype=float)
     ttft = df["first_chunk_latency"].to_numpy(dtype=float)
     stream = df["is_stream"].to_numpy() == 1
     ttft = np.where(np.isnan(ttft) & ~stream, lat, ttft)  # non-streamed: TTFT = latency
     ct = df["completion_tokens"].to_numpy(dtype=float)
     pt = df["prompt_tokens"].to_numpy(dtype=float)
-    # mean gap of a request = (last offset - first offset) / (events - 1)
     offsets = events["offset_s"].to_numpy()
     ends = np.cumsum(lengths)
-    has_gap = lengths > 1
-    span = np.zeros(lengths.size)
-    span[has_gap] = offsets[ends[has_gap] - 1] - offsets[ends[has_gap] - lengths[has_gap]]
+    has_gap = timing.mean_gap_defined(lengths)
+    first, last = np.zeros(lengths.size), np.zeros(lengths.size)
+    first[has_gap] = offsets[ends[has_gap] - lengths[has_gap]]
+    last[has_gap] = offsets[ends[has_gap] - 1]
     with np.errstate(divide="ignore", invalid="ignore"):
+        tpot = np.where(timing.tpot_defined(ct), timing.tpot_s(lat, ttft, ct), np.nan)
+        mean_gap = np.where(has_gap, timing.mean_gap_s(first, last, lengths), np.nan)
+        if ours:
+            tpot = _stored_or(df["time_per_output_token"], tpot)
+            mean_gap = _stored_or(df["chunk_time"], mean_gap)
         df["ttft_ms"] = ttft * 1000.0
         df["latency_s"] = lat
-        df["tpot_ms"] = np.where(ct > 1, (lat - ttft) / (ct - 1) * 1000.0, np.nan)
-        df["tpot_incl_ttft_ms"] = np.where(ct > 0, lat / ct * 1000.0, np.nan)
-        df["itl_mean_ms"] = np.where(has_gap, span / (lengths - 1) * 1000.0, np.nan)
+        df["tpot_ms"] = tpot * 1000.0
+        df["tpot_incl_ttft_ms"] = np.where(timing.tpot_incl_ttft_defined(ct), timing.tpot_incl_ttft_s(lat, ct) * 1000.0,
+                                           np.nan)
+        df["itl_mean_ms"] = mean_gap * 1000.0
         df["output_tok_per_s"] = np.where(lat > 0, ct / lat, np.nan)
         df["total_tok_per_s"] = np.where(lat > 0, (pt + ct) / lat, np.nan)
         df["schedule_lag_ms"] = (df["start_time"].to_numpy(dtype=float)
                                  - df["scheduled_time"].to_numpy(dtype=float)) * 1000.0
+
+
+def _stored_or(column: pd.Series, computed: np.ndarray) -> np.ndarray:
+    stored = column.to_numpy(dtype=float)
+    return np.where(np.isnan(stored), computed, stored)
 
 
 def _read_run(con: sqlite3.Connection, tables: set[str], problems: list[str]) -> dict:
