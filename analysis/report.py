@@ -82,7 +82,7 @@ def sweep_outputs(results: Sequence[RunResult], plots: bool = True) -> dict[str,
     pngs: dict[str, bytes] = {}
     if len(results) > 1:
         if plots:
-            from analysis.plots import render_pngs
+            from analysis.plot_style import render_pngs
             from analysis.sweep_plots import sweep_figures
 
             pngs = render_pngs(sweep_figures(sweep))

@@ -69,7 +69,8 @@ def _analyse(db_path: str, slo: Mapping[str, float] | None, plots: bool) -> RunR
     pct = percentiles(frames)
     pngs: dict[str, bytes] = {}
     if plots:
-        from analysis.plots import render_pngs, run_figures  # matplotlib only when plotting
+        from analysis.plot_style import render_pngs  # matplotlib only when plotting
+        from analysis.plots import run_figures
 
         pngs = render_pngs(run_figures(frames))
     return RunResult(name=frames.name, db_path=frames.path, summary=summ, percentiles=pct,
