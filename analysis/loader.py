@@ -1,8 +1,8 @@
 """`analysis.load`: one result database -> pandas frames.
 
 Reads only the database (the engine is not imported beyond the column names
-in `engine.store`), so a run can be re-reported later, elsewhere, from the
-`benchmark_data.db` file alone.  Databases written by evalscope perf (no
+in `engine.store` and the metric definitions in `engine.timing`), so a run
+can be re-reported later, elsewhere, from the `benchmark_data.db` file alone.  Databases written by evalscope perf (no
 `run` table, older or newer column sets) are read too.
 """
 from __future__ import annotations
