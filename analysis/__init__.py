@@ -18,7 +18,7 @@ from typing import Any
 
 _EXPORTS = {
     "load": "analysis.loader",
-    "Frames": "analysis.loader",
+    "Frames": "analysis.frames",
     "ReportError": "analysis.loader",
     "summary": "analysis.metrics",
     "percentiles": "analysis.metrics",

@@ -47,7 +47,7 @@ def find_databases(path: str) -> list[str]:
     """A database file, a run folder (holding benchmark_data.db), or a sweep
     folder with run folders below it, each holding one."""
     from analysis.loader import ReportError
-    from analysis.report import _natural
+    from analysis.formatting import natural_key
 
     if not os.path.exists(path):
         raise ReportError(f"{path}: no such file or folder")
@@ -63,7 +63,7 @@ def find_databases(path: str) -> list[str]:
             found.append(os.path.join(root, DB_NAME))
     if not found:
         raise ReportError(f"{path}: no {DB_NAME} in this folder or below it")
-    return sorted(found, key=_natural)
+    return sorted(found, key=natural_key)
 
 
 def report_main(argv: Sequence[str] | None = None) -> int:
@@ -88,8 +88,9 @@ def report_main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         from analysis.loader import ReportError
         from analysis.metrics import parse_slo
-        from analysis.report import (REPORT_HTML, analyse, console_report, order_results, run_files,
-                                     sweep_outputs, write_files)
+        from analysis.report import REPORT_HTML, order_results, run_files, sweep_outputs, write_files
+        from analysis.result import analyse
+        from analysis.tables import console_report
 
         try:
             slo = parse_slo(args.slo) if args.slo else None

@@ -32,8 +32,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from analysis.loader import Frames
-from analysis.metrics import _rank_index, metric_samples, nearest_rank, summary
+from analysis.formatting import approx
+from analysis.frames import Frames
+from analysis.metrics import metric_samples, summary
+from analysis.stats import nearest_rank, rank_index
+from analysis.tables import format_table
 
 COMPARED = ("TTFT (ms)", "TPOT (ms)", "ITL (ms)", "Latency (s)")
 THROUGHPUTS = ("Req Throughput (req/s)", "Output Throughput (tok/s)", "Total Throughput (tok/s)")
@@ -73,7 +76,7 @@ def bootstrap_quantiles(values: np.ndarray, labels: Sequence[str], n_resamples: 
     size = min(n, max(1, int(block) if block is not None else block_length(m)))
     n_blocks = math.ceil(m / size)
     steps = np.arange(size)
-    ks = [_rank_index(label, m) for label in labels]
+    ks = [rank_index(label, m) for label in labels]
     kth = sorted(set(ks))
     batch = max(1, _BATCH_CELLS // (n_blocks * size))
     for s in range(0, n_resamples, batch):
@@ -206,20 +209,6 @@ def _row(metric: str, stat: str, a: Any, b: Any, n_a: Any = None, n_b: Any = Non
             "n A": n_a, "n B": n_b}
 
 
-def _num(v: Any, signed: bool = False) -> str:
-    """About four significant digits, thousands separated: 0.05234, 21.67, 6,976."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    v = float(v)
-    if math.isinf(v):
-        return "-inf" if v < 0 else "+inf" if signed else "inf"
-    sign = "+" if signed else ""
-    if v == 0:
-        return "0" if not signed else "±0"
-    digits = min(6, max(0, 3 - math.floor(math.log10(abs(v)))))
-    return f"{v:{sign},.{digits}f}"
-
-
 def _unit(metric: str) -> str:
     return metric[metric.rfind("(") + 1:-1] if metric.endswith(")") else ""
 
@@ -232,17 +221,15 @@ def format_comparison(rows: Sequence[dict[str, Any]], a: str, b: str, n_resample
                       threshold: float = DEFAULT_THRESHOLD) -> str:
     """The table, then in words: what changed and by how much, what did not,
     and what had too few values to tell."""
-    from analysis.report import format_table
-
     table = []
     for r in rows:
         label = f"{r['Metric']} {r['Stat']}".strip()
         change = r["Change (%)"]
-        ci = "" if math.isnan(r["CI low"]) else f"[{_num(r['CI low'], True)}, {_num(r['CI high'], True)}]"
+        ci = "" if math.isnan(r["CI low"]) else f"[{approx(r['CI low'], True)}, {approx(r['CI high'], True)}]"
         verdict = r.get("Verdict", "")
         if verdict.startswith("too few"):
             verdict = "too few samples"
-        table.append((label, _num(r["A"]), _num(r["B"]), "-" if math.isnan(change) else f"{change:+.1f}%", ci,
+        table.append((label, approx(r["A"]), approx(r["B"]), "-" if math.isnan(change) else f"{change:+.1f}%", ci,
                       verdict))
     head = [f"A: {a}", f"B: {b}",
             f"p50/p99: 95% CI of B − A (block bootstrap, {n_resamples} resamples, seed {seed}; never narrower "
@@ -258,9 +245,9 @@ def format_comparison(rows: Sequence[dict[str, Any]], a: str, b: str, n_resample
         for r in changed:
             unit = _unit(r["Metric"])
             direction = "slower" if r["B"] > r["A"] else "faster"
-            out.append(f"  {_name(r['Metric'])} {r['Stat']}: {_num(r['A'])} -> {_num(r['B'])} {unit}, "
-                       f"{r['Change (%)']:+.1f}% ({_num(r['B'] - r['A'], True)} {unit}; "
-                       f"95% CI {_num(r['CI low'], True)} to {_num(r['CI high'], True)}): B {direction}")
+            out.append(f"  {_name(r['Metric'])} {r['Stat']}: {approx(r['A'])} -> {approx(r['B'])} {unit}, "
+                       f"{r['Change (%)']:+.1f}% ({approx(r['B'] - r['A'], True)} {unit}; "
+                       f"95% CI {approx(r['CI low'], True)} to {approx(r['CI high'], True)}): B {direction}")
     elif same:
         out.append("Changed: nothing (no p50/p99 moved beyond the noise).")
     else:
@@ -276,6 +263,6 @@ def format_comparison(rows: Sequence[dict[str, Any]], a: str, b: str, n_resample
     thr = [r for r in rows if r["Stat"] == "" and not math.isnan(r["Change (%)"])]
     if thr:
         out.append("Throughput (one figure per run, no interval): " + ", ".join(
-            f"{_name(r['Metric'])} {_num(r['A'])} -> {_num(r['B'])} {_unit(r['Metric'])} ({r['Change (%)']:+.1f}%)"
+            f"{_name(r['Metric'])} {approx(r['A'])} -> {approx(r['B'])} {_unit(r['Metric'])} ({r['Change (%)']:+.1f}%)"
             for r in thr))
     return "\n".join(out)

@@ -1,8 +1,8 @@
 """`analysis.load`: one result database -> pandas frames.
 
 Reads only the database (the engine is not imported beyond the column names
-in `engine.store`), so a run can be re-reported later, elsewhere, from the
-`benchmark_data.db` file alone.  Databases written by evalscope perf (no
+in `engine.store` and the metric definitions in `engine.timing`), so a run
+can be re-reported later, elsewhere, from the `benchmark_data.db` file alone.  Databases written by evalscope perf (no
 `run` table, older or newer column sets) are read too.
 """
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 import os
 import sqlite3
 import warnings
-from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.frames import Frames
 from analysis.safe_pickle import decode_b64_pickle
+from engine import timing
 from engine.errors import UsageError
 from engine.store import DB_NAME, RESULT_COLUMNS, RUN_COLUMNS
 
@@ -38,55 +39,6 @@ _BATCH = 4096
 
 class ReportError(UsageError):
     """A path or a database the analysis cannot read; the message says which and why."""
-
-
-@dataclass
-class Frames:
-    """One run's data, as read from its database.
-
-    requests: one row per request (every `result` column, decoded, plus the
-        derived columns `ttft_ms`, `latency_s`, `tpot_ms`, `tpot_incl_ttft_ms`,
-        `itl_mean_ms`, `output_tok_per_s`, `total_tok_per_s`, `schedule_lag_ms`).
-    events: one row per output-carrying event: `request` (the position of the
-        request in `requests`), `offset_s` (arrival, seconds since send) and
-        `gap_ms` (since the request's previous output event; NaN for its first).
-        The ITL samples are the `gap_ms` values.
-    run: the `run` table's row (`args` and `workers` JSON-decoded); keys are
-        present with None/{}/[] when the database has no `run` table.
-    problems: one line per row that could not be decoded and was skipped.
-    """
-
-    requests: pd.DataFrame
-    events: pd.DataFrame
-    run: dict
-    path: str = ""
-    problems: list[str] = field(default_factory=list)
-    # Samples the metrics derive (e.g. every ITL gap) are computed once per
-    # pair of frames; edit the frames in place and call clear_cache().
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
-
-    def clear_cache(self) -> None:
-        self._cache.clear()
-
-    def cached(self, key: str, compute):
-        """`compute()` once per (key, requests, events) objects."""
-        ident = (key, id(self.requests), id(self.events))
-        if ident not in self._cache:
-            self._cache[ident] = compute()
-        return self._cache[ident]
-
-    @property
-    def name(self) -> str:
-        """The run's name, else the name of the folder holding the database."""
-        return str(self.run.get("name") or Path(self.path).resolve().parent.name or self.path)
-
-    def measured_mask(self) -> np.ndarray:
-        """True for rows that count in the metrics (not warm-up)."""
-        return (self.requests["is_warmup"].to_numpy() == 0)
-
-    def ok_mask(self) -> np.ndarray:
-        """True for measured rows that succeeded (the latency metrics' rows)."""
-        return self.measured_mask() & (self.requests["success"].to_numpy() == 1)
 
 
 def resolve_db(path: str | os.PathLike) -> str:
@@ -318,7 +270,8 @@ def _read_results(con: sqlite3.Connection, db: str, decode_messages: bool, decod
     del parts
     values = _relative_offsets(values, lengths, df)
     events = _events_frame(values, lengths)
-    _derive(df, events, lengths)
+    # token_source is servegauge's own column: evalscope's databases lack it
+    _derive(df, events, lengths, ours="token_source" in present)
     return df, events
 
 
@@ -358,29 +311,45 @@ def _events_frame(values: np.ndarray, lengths: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"request": request, "offset_s": values, "gap_ms": gaps}, copy=False)
 
 
-def _derive(df: pd.DataFrame, events: pd.DataFrame, lengths: np.ndarray) -> None:
+def _derive(df: pd.DataFrame, events: pd.DataFrame, lengths: np.ndarray, ours: bool) -> None:
+    """The derived columns, by `engine.timing`'s definitions.  TPOT and the
+    mean gap are read from the database (`time_per_output_token`,
+    `chunk_time`) when servegauge wrote it (`ours`), computed where it holds
+    none (failed rows) or the database is another tool's, which may define
+    those columns otherwise."""
     lat = df["latency"].to_numpy(dtype=float)
     ttft = df["first_chunk_latency"].to_numpy(dtype=float)
     stream = df["is_stream"].to_numpy() == 1
     ttft = np.where(np.isnan(ttft) & ~stream, lat, ttft)  # non-streamed: TTFT = latency
     ct = df["completion_tokens"].to_numpy(dtype=float)
     pt = df["prompt_tokens"].to_numpy(dtype=float)
-    # mean gap of a request = (last offset - first offset) / (events - 1)
     offsets = events["offset_s"].to_numpy()
     ends = np.cumsum(lengths)
-    has_gap = lengths > 1
-    span = np.zeros(lengths.size)
-    span[has_gap] = offsets[ends[has_gap] - 1] - offsets[ends[has_gap] - lengths[has_gap]]
+    has_gap = timing.mean_gap_defined(lengths)
+    first, last = np.zeros(lengths.size), np.zeros(lengths.size)
+    first[has_gap] = offsets[ends[has_gap] - lengths[has_gap]]
+    last[has_gap] = offsets[ends[has_gap] - 1]
     with np.errstate(divide="ignore", invalid="ignore"):
+        tpot = np.where(timing.tpot_defined(ct), timing.tpot_s(lat, ttft, ct), np.nan)
+        mean_gap = np.where(has_gap, timing.mean_gap_s(first, last, lengths), np.nan)
+        if ours:
+            tpot = _stored_or(df["time_per_output_token"], tpot)
+            mean_gap = _stored_or(df["chunk_time"], mean_gap)
         df["ttft_ms"] = ttft * 1000.0
         df["latency_s"] = lat
-        df["tpot_ms"] = np.where(ct > 1, (lat - ttft) / (ct - 1) * 1000.0, np.nan)
-        df["tpot_incl_ttft_ms"] = np.where(ct > 0, lat / ct * 1000.0, np.nan)
-        df["itl_mean_ms"] = np.where(has_gap, span / (lengths - 1) * 1000.0, np.nan)
+        df["tpot_ms"] = tpot * 1000.0
+        df["tpot_incl_ttft_ms"] = np.where(timing.tpot_incl_ttft_defined(ct), timing.tpot_incl_ttft_s(lat, ct) * 1000.0,
+                                           np.nan)
+        df["itl_mean_ms"] = mean_gap * 1000.0
         df["output_tok_per_s"] = np.where(lat > 0, ct / lat, np.nan)
         df["total_tok_per_s"] = np.where(lat > 0, (pt + ct) / lat, np.nan)
         df["schedule_lag_ms"] = (df["start_time"].to_numpy(dtype=float)
                                  - df["scheduled_time"].to_numpy(dtype=float)) * 1000.0
+
+
+def _stored_or(column: pd.Series, computed: np.ndarray) -> np.ndarray:
+    stored = column.to_numpy(dtype=float)
+    return np.where(np.isnan(stored), computed, stored)
 
 
 def _read_run(con: sqlite3.Connection, tables: set[str], problems: list[str]) -> dict:

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import re
-from fractions import Fraction
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from analysis.loader import Frames
+# normalize_error and parse_slo are imported from here by callers (engine.cli, tests) too
+from analysis.errors import error_counts, normalize_error  # noqa: F401
+from analysis.formatting import RATE_UNLIMITED, rounded
+from analysis.frames import Frames, start_end
+from analysis.nodes import NODES_KEY, node_rows
+from analysis.slo import check_slo, parse_slo, slo_mask  # noqa: F401
+from analysis.stats import PERCENTILE_LABELS, nan_mean, nearest_rank
 from engine.arguments import redact_url
-
-PERCENTILE_LABELS = ("min", "1%", "5%", "10%", "25%", "50%", "75%", "90%", "95%", "99%", "99.9%", "max")
 
 # Summary keys: evalscope perf 1.14's first, in its order, then ours.
 EVALSCOPE_KEYS = (
@@ -30,59 +32,15 @@ TPOT_DEFINITIONS = {
     "Avg TPOT (ms)": "(latency - TTFT) / (output tokens - 1), requests with more than one output token",
     "Avg TPOT incl. TTFT (ms)": "latency / output tokens, requests with at least one output token",
 }
-# evalscope writes the --rate it was given, -1 meaning "no pacing"; we do the
-# same in JSON (dashboards expect a number) and show it as INF on screen.
-RATE_UNLIMITED = -1
 CPU_WARN_FRACTION = 0.85
 # Below this a worker's CPU/wall ratio is thread start-up, not load: a run of
 # a couple of requests read "busy 104 % (cpu 0.0 s / wall 0.0 s)".
 CPU_WARN_MIN_WALL_S = 1.0
 LAG_WARN_MS = 100.0
 RECONNECT_WARN_SHARE = 0.01  # warn when more requests than this met a connection the server had closed
-NDIGITS = 4
-
-# SLO: name in --slo -> (key in the dict, unit of the key, frame column, NaN passes)
-_SLO_SPEC = {
-    "ttft": ("ttft_ms", "ms", "ttft_ms", False),
-    "tpot": ("tpot_ms", "ms", "tpot_ms", True),  # one-token replies have no TPOT
-    "itl": ("itl_ms", "ms", "itl_mean_ms", True),  # mean ITL of the request
-    "latency": ("latency_s", "s", "latency_s", False),
-    "e2el": ("latency_s", "s", "latency_s", False),  # vLLM's name for latency
-}
-_SLO_KEYS = {spec[0]: spec for spec in _SLO_SPEC.values()}
-_SLO_VALUE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s)\s*$", re.IGNORECASE)
 
 
 # -- percentiles ---------------------------------------------------------------
-
-def nearest_rank(values: Iterable[float] | np.ndarray, labels: Sequence[str] = PERCENTILE_LABELS) -> list[float]:
-    """Nearest-rank percentiles: the value of rank ceil(p/100 * N) (1-based) of
-    the sorted non-NaN values; `min`/`max` are exact; NaN when there are none.
-
-    The rank is computed in exact arithmetic (99.9% of 1000 is rank 999, not
-    1000 as float rounding would give).
-    """
-    a = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64)
-    nan = np.isnan(a)
-    if nan.any():
-        a = a[~nan]
-    n = a.size
-    if n == 0:
-        return [math.nan] * len(labels)
-    idx = [_rank_index(label, n) for label in labels]
-    part = np.partition(a, sorted(set(idx)))  # a copy: the caller's array is left alone
-    return [float(part[i]) for i in idx]
-
-
-def _rank_index(label: str, n: int) -> int:
-    if label == "min":
-        return 0
-    if label == "max":
-        return n - 1
-    p = Fraction(str(label).rstrip("%"))
-    rank = math.ceil(p * n / 100)
-    return min(max(rank, 1), n) - 1
-
 
 def metric_samples(frames: Frames) -> dict[str, np.ndarray]:
     """The per-request (per-gap for ITL) values behind each percentile column,
@@ -138,152 +96,11 @@ def percentiles(frames: Frames) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
-# -- errors ----------------------------------------------------------------------
-
-_NORMALISERS = (
-    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<id>"),
-    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "0x<addr>"),
-    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<ip>"),
-    (re.compile(r"\[[0-9a-f:]{3,}\](?::\d+)?", re.I), "<ip>"),
-    # ids: a token of 8+ word characters holding both letters and digits
-    (re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{8,}\b"), "<id>"),
-)
-_STATUS = re.compile(r"(\bHTTP(?:/[\d.]+)?\s+|\bstatus(?:[ _]code)?\s*[=:]?\s*)([1-5]\d\d)\b", re.I)
-_NUMBER = re.compile(r"(?<![\w<])\d+(?:\.\d+)?")
-
-
-def normalize_error(error: Any, status_code: Any = None, limit: int = 300) -> str:
-    """One group name per kind of failure, Locust-style: ids, addresses and
-    numbers are blanked so "HTTP 500: ... req 8f3a ..." variants group
-    together, while HTTP status codes are kept."""
-    text = "" if error is None or (isinstance(error, float) and math.isnan(error)) else str(error)
-    text = " ".join(text.split())
-    if not text:
-        try:
-            code = int(status_code)
-        except (TypeError, ValueError):
-            return "unknown error"
-        return f"HTTP {code}"
-    for pattern, repl in _NORMALISERS:
-        text = pattern.sub(repl, text)
-    kept: list[str] = []
-
-    def _protect(m: re.Match) -> str:  # a private-use character holds its place
-        kept.append(m.group(0))
-        return chr(0xE000 + len(kept) - 1)
-
-    text = _STATUS.sub(_protect, text)
-    text = _NUMBER.sub("<n>", text)
-    text = re.sub("[\ue000-\uf8ff]", lambda m: kept[ord(m.group(0)) - 0xE000], text)
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text
-
-
-def error_counts(frames: Frames) -> dict[str, int]:
-    """Failed measured requests by normalised reason, most frequent first."""
-    req = frames.requests
-    failed = req.loc[frames.measured_mask() & (req["success"].to_numpy() != 1)]
-    if failed.empty:
-        return {}
-    counts: dict[str, int] = {}
-    pairs = pd.DataFrame({"e": failed["error"].astype(object), "s": failed["status_code"].astype(object)})
-    for (error, status), n in pairs.value_counts(dropna=False, sort=False).items():
-        reason = normalize_error(error, status)  # once per distinct message, not per row
-        counts[reason] = counts.get(reason, 0) + int(n)
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-# -- SLO / goodput -------------------------------------------------------------
-
-def parse_slo(text: str) -> dict[str, float]:
-    """`ttft=200ms,tpot=50ms,latency=10s` -> {"ttft_ms": 200.0, "tpot_ms": 50.0, "latency_s": 10.0}.
-
-    Names: ttft, tpot, itl (a request's mean gap), latency (or e2el).  Every
-    value needs a unit, ms or s.  Raises ValueError saying what is wrong.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("empty SLO: give e.g. ttft=200ms,tpot=50ms,latency=10s")
-    out: dict[str, float] = {}
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        name, sep, value = part.partition("=")
-        name = name.strip().lower()
-        if not sep:
-            raise ValueError(f"bad SLO item {part!r}: expected name=value, e.g. ttft=200ms")
-        if name not in _SLO_SPEC:
-            raise ValueError(f"unknown SLO {name!r}: use {', '.join(sorted(_SLO_SPEC))}")
-        m = _SLO_VALUE.match(value)
-        if not m:
-            raise ValueError(f"bad SLO value {value.strip()!r} for {name}: "
-                             "give a positive number with a unit, ms or s (e.g. 200ms, 0.2s)")
-        number, unit = float(m.group(1)), m.group(2).lower()
-        if number <= 0:
-            raise ValueError(f"bad SLO value {value.strip()!r} for {name}: must be above 0")
-        key, key_unit = _SLO_SPEC[name][0], _SLO_SPEC[name][1]
-        seconds = number / 1000.0 if unit == "ms" else number
-        converted = seconds * 1000.0 if key_unit == "ms" else seconds
-        if key in out:
-            raise ValueError(f"SLO {name} given twice")
-        out[key] = round(converted, 9)
-    if not out:
-        raise ValueError("empty SLO: give e.g. ttft=200ms,tpot=50ms,latency=10s")
-    return out
-
-
-def _check_slo(slo: Mapping[str, float] | str | None) -> dict[str, float] | None:
-    if slo is None:
-        return None
-    if isinstance(slo, str):
-        return parse_slo(slo)
-    out = {}
-    for key, value in dict(slo).items():
-        if key not in _SLO_KEYS:
-            raise ValueError(f"unknown SLO key {key!r}: use {', '.join(sorted(_SLO_KEYS))} "
-                             "(or pass the text form to parse_slo)")
-        out[key] = float(value)
-    return out or None
-
-
-def slo_mask(frames: Frames, slo: Mapping[str, float] | str) -> np.ndarray:
-    """True for successful measured requests that meet every SLO."""
-    slo = _check_slo(slo) or {}
-    req = frames.requests
-    meets = frames.ok_mask().copy()
-    for key, limit in slo.items():
-        _, _, column, nan_passes = _SLO_KEYS[key]
-        values = req[column].to_numpy(dtype=float)
-        ok = values <= limit
-        if nan_passes:
-            ok |= np.isnan(values)
-        meets &= ok
-    return meets
-
-
 # -- summary --------------------------------------------------------------------
-
-def _r(value: Any, ndigits: int = NDIGITS) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    if math.isnan(value) or math.isinf(value):
-        return None
-    return round(value, ndigits)
-
-
-def _mean(values: np.ndarray) -> float:
-    values = values[~np.isnan(values)]
-    return float(values.mean()) if values.size else math.nan
-
 
 def duration_s(frames: Frames) -> float:
     """First send -> last completion of the measured requests (NaN if none)."""
-    req = frames.requests.loc[frames.measured_mask()]
-    start = req["start_time"].to_numpy(dtype=float)
-    end = req["completed_time"].to_numpy(dtype=float)
-    end = np.where(np.isnan(end), start + req["latency"].to_numpy(dtype=float), end)
+    start, end = start_end(frames.requests.loc[frames.measured_mask()])
     if not np.isfinite(start).any() or not np.isfinite(end).any():
         return math.nan
     return float(np.nanmax(end) - np.nanmin(start))
@@ -306,7 +123,7 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
 
     NaN (a metric with no sample) is None, so JSON has null.
     """
-    slo = _check_slo(slo)
+    slo = check_slo(slo)
     req = frames.requests
     measured = frames.measured_mask()
     ok = frames.ok_mask()
@@ -320,34 +137,34 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
     concurrency, rate = load_settings(frames.run)
 
     out: dict[str, Any] = {
-        "Test Duration (s)": _r(duration),
+        "Test Duration (s)": rounded(duration),
         "Concurrency": concurrency,
         "Request Rate (req/s)": rate,
         "Total Requests": n_total,
         "Success Requests": n_ok,
         "Failed Requests": n_total - n_ok,
-        "Req Throughput (req/s)": _r(per_s(n_ok)),
-        "Avg Latency (s)": _r(_mean(samples["Latency (s)"])),
-        "Avg Input Tokens": _r(_mean(prompt)),
-        "Avg Output Tokens": _r(_mean(completion)),
-        "Output Throughput (tok/s)": _r(per_s(np.nansum(completion))),
-        "Total Throughput (tok/s)": _r(per_s(np.nansum(prompt) + np.nansum(completion))),
-        "Avg TTFT (ms)": _r(_mean(samples["TTFT (ms)"])),
-        "Avg TPOT (ms)": _r(_mean(samples["TPOT (ms)"])),
-        "Avg ITL (ms)": _r(_mean(samples["ITL (ms)"])),
-        "Avg TPOT incl. TTFT (ms)": _r(_mean(samples["TPOT incl. TTFT (ms)"])),
+        "Req Throughput (req/s)": rounded(per_s(n_ok)),
+        "Avg Latency (s)": rounded(nan_mean(samples["Latency (s)"])),
+        "Avg Input Tokens": rounded(nan_mean(prompt)),
+        "Avg Output Tokens": rounded(nan_mean(completion)),
+        "Output Throughput (tok/s)": rounded(per_s(np.nansum(completion))),
+        "Total Throughput (tok/s)": rounded(per_s(np.nansum(prompt) + np.nansum(completion))),
+        "Avg TTFT (ms)": rounded(nan_mean(samples["TTFT (ms)"])),
+        "Avg TPOT (ms)": rounded(nan_mean(samples["TPOT (ms)"])),
+        "Avg ITL (ms)": rounded(nan_mean(samples["ITL (ms)"])),
+        "Avg TPOT incl. TTFT (ms)": rounded(nan_mean(samples["TPOT incl. TTFT (ms)"])),
     }
     if slo:
         meets = slo_mask(frames, slo)
-        out["Goodput (req/s)"] = _r(per_s(int(meets.sum())))
-        out["SLO Attainment (%)"] = _r(100.0 * meets.sum() / n_total) if n_total else None
+        out["Goodput (req/s)"] = rounded(per_s(int(meets.sum())))
+        out["SLO Attainment (%)"] = rounded(100.0 * meets.sum() / n_total) if n_total else None
     else:
         out["Goodput (req/s)"] = None
         out["SLO Attainment (%)"] = None
     out["SLO"] = slo
     lag = samples["Schedule Lag (ms)"]
-    out["Avg Schedule Lag (ms)"] = _r(_mean(lag))
-    out["P99 Schedule Lag (ms)"] = _r(nearest_rank(lag, ["99%"])[0])
+    out["Avg Schedule Lag (ms)"] = rounded(nan_mean(lag))
+    out["P99 Schedule Lag (ms)"] = rounded(nearest_rank(lag, ["99%"])[0])
     out["Warmup Requests"] = int((req["is_warmup"].to_numpy() != 0).sum())
     skipped = sum(1 for p in frames.problems if p.startswith("rowid "))
     out["Skipped Rows"] = skipped
@@ -355,7 +172,7 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
     out["Reconnects"] = reconnects
     out["Errors"] = error_counts(frames)
     max_cpu, warnings = _client_health(frames)
-    out["Max Worker CPU (%)"] = _r(max_cpu, 1)
+    out["Max Worker CPU (%)"] = rounded(max_cpu, 1)
     if skipped:
         warnings.append(f"{skipped} row(s) could not be decoded and were left out "
                         f"(first: {frames.problems[0]})")
@@ -423,46 +240,6 @@ def _share(k: int, n: int) -> str:
     return f"{k} of {n} successful requests ({100.0 * k / n:.1f} %)"
 
 
-# -- load-generator nodes (--backend ray) ------------------------------------------
-
-NODES_KEY = "Load Generator Nodes"
-NODE_COLUMNS = ("Node", "Requests", "Failed", "Avg TTFT (ms)", "P50 TTFT (ms)", "P90 TTFT (ms)", "P99 TTFT (ms)")
-
-
-def node_of(worker: Any) -> str | None:
-    """The node in a row's `worker`: "10.0.0.5/w3" -> "10.0.0.5"; None for a
-    local worker ("w3") or no worker."""
-    if not isinstance(worker, str) or "/" not in worker:
-        return None
-    return worker.rsplit("/", 1)[0]
-
-
-def node_rows(frames: Frames) -> list[dict[str, Any]]:
-    """One row per load-generator node: its measured requests, failures and
-    TTFT (as the TTFT percentiles count it), so a slow client node is
-    visible.  Empty when no row names a node (the local backend)."""
-    req = frames.requests
-    if "worker" not in req.columns or req.empty:
-        return []
-    nodes = req["worker"].map(node_of)
-    if nodes.isna().all():
-        return []
-    measured = frames.measured_mask()
-    ok = frames.ok_mask()
-    streamed = req["is_stream"].to_numpy() == 1
-    ttft_rows = ok & streamed if (ok & streamed).any() else ok
-    ttft = req["ttft_ms"].to_numpy(dtype=float)
-    names = nodes.fillna("-").to_numpy(dtype=object)
-    rows = []
-    for node in sorted(set(names[measured]), key=str):
-        mine = names == node
-        values = ttft[mine & ttft_rows]
-        p50, p90, p99 = nearest_rank(values, ["50%", "90%", "99%"])
-        rows.append(dict(zip(NODE_COLUMNS, (node, int((mine & measured).sum()), int((mine & measured & ~ok).sum()),
-                                            _r(_mean(values)), _r(p50), _r(p90), _r(p99)))))
-    return rows
-
-
 def _client_health(frames: Frames) -> tuple[float, list[str]]:
     warnings: list[str] = []
     max_cpu = math.nan
@@ -491,7 +268,7 @@ def summary_row(frames: Frames, summ: Mapping[str, Any] | None = None,
     at = pct.set_index("Percentiles")
 
     def p(col: str, label: str) -> float | None:
-        return _r(at.at[label, col]) if col in at.columns else None
+        return rounded(at.at[label, col]) if col in at.columns else None
 
     return {
         "Run": frames.name,

@@ -1,75 +1,30 @@
-"""One run's plots, the shared styling and the figure plumbing.
+"""One run's plots, and `run_figures`, which assembles them by file stem.
 
 Each plot is `plot_x(ax, frames) -> None`: it draws one run's `Frames` on an
 Axes it is given and writes nothing.  Here: the latency, TTFT, TPOT and ITL
 distributions (histogram + CDF + p50/p90/p99, via `plot_distribution(ax,
 values, ...)`), the timeline (requests in flight, output tokens/s, errors by
-reason) and TTFT against prompt length; the styling helpers and colours
-shared with `analysis.sweep_plots` (the plots of a sweep of runs, which
-imports from this module, never the other way); and `run_figures`,
-`figure_png` and `render_pngs`, which assemble and render the figures.
-
-Figures are built with `matplotlib.figure.Figure` directly, never through
-pyplot: no GUI backend is ever chosen or needed (a headless machine, a
-worker without a display and a Jupyter session are all fine), no global
-state is touched and a figure is freed as soon as it is dropped.  PNG bytes
-come from the Agg renderer (`figure_png`); the report module is the one
-place that writes files.
+reason) and TTFT against prompt length.  Colours, styling and rendering come
+from `analysis.plot_style`.
 """
 from __future__ import annotations
 
-import io
 import math
-import warnings
-from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
-from analysis.loader import Frames
-from analysis.metrics import metric_samples, nearest_rank, normalize_error
+from analysis.errors import failure_groups, reason_totals
+from analysis.formatting import count, plot_number
+from analysis.frames import Frames, start_end
+from analysis.metrics import metric_samples
+from analysis.plot_style import BLUE, GREEN, GREY, ORANGE, PURPLE, RED, no_data, safely, single, style
+from analysis.stats import nearest_rank
 
-BLUE, ORANGE, GREEN, RED, GREY, PURPLE = "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#7f7f7f", "#9467bd"
 MARKERS = (("50%", "p50", GREEN), ("90%", "p90", ORANGE), ("99%", "p99", RED))
-DPI = 110
 MAX_SCATTER = 50_000
-
-
-def _style(ax: Axes, title: str, xlabel: str, ylabel: str, pad: float = 6) -> None:
-    ax.set_title(title, fontsize=12, loc="left", pad=pad)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3, linewidth=0.6)
-    for side in ("top",):
-        ax.spines[side].set_visible(False)
-
-
-def _no_data(ax: Axes, title: str, xlabel: str, ylabel: str, why: str = "no data") -> None:
-    _style(ax, title, xlabel, ylabel)
-    ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color=GREY, fontsize=12)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _count(value: float, _pos: Any = None) -> str:
-    """Axis counts without matplotlib's detached "1e6" offset text."""
-    v = abs(value)
-    if v >= 1e6:
-        return f"{value / 1e6:g}M"
-    if v >= 1e4:
-        return f"{value / 1e3:g}k"
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:g}"
-
-
-def _fmt(value: float) -> str:
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    digits = max(0, 2 - int(math.floor(math.log10(abs(value)))))
-    return f"{value:,.{min(digits, 4)}f}"
 
 
 def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, ylabel: str = "requests",
@@ -84,7 +39,7 @@ def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, yla
     if not finite.all():
         values = values[finite]
     if values.size == 0:
-        _no_data(ax, title, xlabel, ylabel)
+        no_data(ax, title, xlabel, ylabel)
         return
     lo, hi = float(values.min()), float(values.max())
     p50, p90, p99, p999 = nearest_rank(values, ["50%", "90%", "99%", "99.9%"])
@@ -122,7 +77,7 @@ def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, yla
     for label, name, color in MARKERS:
         x = {"50%": p50, "90%": p90, "99%": p99}[label]
         handles.append(ax.axvline(x, color=color, linestyle="--", linewidth=1.4,
-                                  label=f"{name} = {_fmt(x)}{(' ' + unit) if unit else ''}"))
+                                  label=f"{name} = {plot_number(x)}{(' ' + unit) if unit else ''}"))
     if log:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
@@ -132,11 +87,11 @@ def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, yla
     extra = ", log scale" if log else ""
     beyond = int((values > upper).sum())
     if beyond:
-        extra += f"; {beyond:,} above {_fmt(upper)} (max {_fmt(hi)}) not shown"
-    _style(ax, f"{title}  (n={values.size:,}{extra})", xlabel, ylabel, pad=24)
+        extra += f"; {beyond:,} above {plot_number(upper)} (max {plot_number(hi)}) not shown"
+    style(ax, f"{title}  (n={values.size:,}{extra})", xlabel, ylabel, pad=24)
     ax.set_ylim(0, max(counts.max(), 1) * 1.05)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_formatter(FuncFormatter(_count))
+    ax.yaxis.set_major_formatter(FuncFormatter(count))
     ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=len(handles), fontsize=8.5,
               frameon=False, borderaxespad=0.2, handlelength=1.6, columnspacing=1.2)
 
@@ -163,10 +118,7 @@ def plot_itl_distribution(ax: Axes, frames: Frames) -> None:
 # -- timeline ---------------------------------------------------------------
 
 def _times(frames: Frames) -> tuple[np.ndarray, np.ndarray, float]:
-    req = frames.requests
-    start = req["start_time"].to_numpy(dtype=float)
-    end = req["completed_time"].to_numpy(dtype=float)
-    end = np.where(np.isnan(end), start + req["latency"].to_numpy(dtype=float), end)
+    start, end = start_end(frames.requests)
     t0 = float(np.nanmin(start)) if np.isfinite(start).any() else 0.0
     return start - t0, end - t0, t0
 
@@ -209,7 +161,7 @@ def plot_in_flight(ax: Axes, frames: Frames) -> None:
     start, end, _ = _times(frames)
     ok = np.isfinite(start) & np.isfinite(end)
     if not ok.any():
-        _no_data(ax, title, xl, yl)
+        no_data(ax, title, xl, yl)
         return
     t = np.concatenate([start[ok], end[ok]])
     step = np.concatenate([np.ones(ok.sum()), -np.ones(ok.sum())])
@@ -221,7 +173,7 @@ def plot_in_flight(ax: Axes, frames: Frames) -> None:
     parallel = (frames.run.get("args") or {}).get("parallel")
     if isinstance(parallel, (int, float)) and parallel > 0:
         ax.axhline(parallel, color=GREY, linestyle=":", linewidth=1.2, label=f"--parallel {parallel:g}")
-    _style(ax, title, xl, yl)
+    style(ax, title, xl, yl)
     if ax.get_legend_handles_labels()[0]:  # beside the title, never over the curve
         ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, frameon=False,
                   borderaxespad=0.1)
@@ -261,12 +213,12 @@ def plot_output_rate(ax: Axes, frames: Frames) -> None:
         sums += np.histogram(end[lone], bins=nbins, range=(0, nbins * width), weights=tokens[lone])[0]
     del t, weights
     if sums.sum() == 0:
-        _no_data(ax, title, xl, yl)
+        no_data(ax, title, xl, yl)
         return
     ax.stairs(sums / width, edges, fill=True, color=GREEN, alpha=0.5)
     _shade_warmup(ax, frames, start, end)
-    _style(ax, title, xl, yl)
-    ax.yaxis.set_major_formatter(FuncFormatter(_count))
+    style(ax, title, xl, yl)
+    ax.yaxis.set_major_formatter(FuncFormatter(count))
 
 
 def _per_bin_text(width: float) -> str:
@@ -278,15 +230,9 @@ def _per_bin_text(width: float) -> str:
 def _failure_reasons(frames: Frames, failed: np.ndarray, top: int = 3) -> tuple[np.ndarray, list[str]]:
     """For the failed rows: an index into `names` (the `top` most frequent
     normalised reasons, then "other"), normalising each distinct message once."""
-    req = frames.requests.loc[failed]
-    pairs = pd.DataFrame({"e": req["error"].astype(object), "s": req["status_code"].astype(object)})
-    codes, uniques = pd.MultiIndex.from_frame(pairs).factorize()
-    reasons = [normalize_error(e, st) for e, st in uniques]
-    per_pair = np.bincount(codes, minlength=len(reasons)) if len(reasons) else np.zeros(0, dtype=np.int64)
-    totals: dict[str, int] = {}
-    for reason, n in zip(reasons, per_pair):
-        totals[reason] = totals.get(reason, 0) + int(n)
-    ranked = sorted(totals, key=lambda r: (-totals[r], r))
+    codes, reasons = failure_groups(frames.requests.loc[failed])
+    totals = reason_totals(codes, reasons)
+    ranked = list(totals)  # most frequent first
     names = ranked[:top] + ([f"other ({len(ranked) - top} reasons)"] if len(ranked) > top else [])
     lookup = {name: i for i, name in enumerate(names[:top])}
     pair_index = np.array([lookup.get(r, len(names) - 1) for r in reasons], dtype=np.int64)
@@ -311,7 +257,7 @@ def plot_error_rate(ax: Axes, frames: Frames) -> None:
     edges = np.arange(nbins + 1) * width
     which = np.clip((t // width).astype(np.int64), 0, nbins - 1)
     if t.size == 0:
-        _style(ax, title, xl, yl)
+        style(ax, title, xl, yl)
         ax.stairs(np.zeros(nbins), edges, color=RED)
         ax.text(0.5, 0.5, "no errors", transform=ax.transAxes, ha="center", va="center", color=GREY)
         ax.set_ylim(0, 1)
@@ -334,7 +280,7 @@ def plot_error_rate(ax: Axes, frames: Frames) -> None:
     labels = ax.get_legend_handles_labels()[1]
     ncol = len(labels) if sum(len(x) for x in labels) <= 110 else min(2, len(labels))
     rows = math.ceil(len(labels) / ncol)
-    _style(ax, title, xl, yl, pad=6 + 14 * rows)
+    style(ax, title, xl, yl, pad=6 + 14 * rows)
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=ncol, fontsize=8, frameon=False,
               borderaxespad=0.2, handlelength=1.4, columnspacing=1.2)
 
@@ -352,7 +298,7 @@ def plot_ttft_vs_prompt(ax: Axes, frames: Frames) -> None:
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
     if x.size == 0:
-        _no_data(ax, title, xl, yl)
+        no_data(ax, title, xl, yl)
         return
     note = ""
     if x.size > MAX_SCATTER:
@@ -379,12 +325,12 @@ def plot_ttft_vs_prompt(ax: Axes, frames: Frames) -> None:
                 label="median per length" if mids is not None else "median per bin of lengths")
     if x.min() > 0 and x.max() / x.min() > 50:
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _count(v)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: count(v)))
         note += ", log scale"
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.xaxis.set_major_formatter(FuncFormatter(_count))
-    _style(ax, f"{title} ({x.size:,} requests{note})", xl, yl, pad=20)
+        ax.xaxis.set_major_formatter(FuncFormatter(count))
+    style(ax, f"{title} ({x.size:,} requests{note})", xl, yl, pad=20)
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8.5, frameon=False,
               borderaxespad=0.2, markerscale=2)
     ax.set_ylim(bottom=0)
@@ -392,56 +338,25 @@ def plot_ttft_vs_prompt(ax: Axes, frames: Frames) -> None:
 
 # -- figures -------------------------------------------------------------------
 
-def _safely(draw: Callable[[Axes, Any], None], ax: Axes, data: Any) -> None:
-    """A plot that fails says so on its axes (and in a warning) instead of
-    costing the whole report its JSON and tables."""
-    try:
-        draw(ax, data)
-    except Exception as exc:  # noqa: BLE001 - reported, not hidden
-        warnings.warn(f"plot {draw.__name__} failed: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
-        ax.clear()
-        _no_data(ax, draw.__name__, "", "", why=f"plot failed: {type(exc).__name__}: {exc}"[:120])
-
-
-def _single(draw: Callable[[Axes, Any], None], data: Any, size: tuple[float, float] = (8.5, 4.6)) -> Figure:
-    fig = Figure(figsize=size, layout="constrained")
-    _safely(draw, fig.add_subplot(), data)
-    return fig
-
-
 def run_figures(frames: Frames) -> dict[str, Figure]:
     """One run's figures by file stem (nothing written)."""
     figs = {
-        "latency_distribution": _single(plot_latency_distribution, frames),
-        "ttft_distribution": _single(plot_ttft_distribution, frames),
-        "tpot_distribution": _single(plot_tpot_distribution, frames),
-        "itl_distribution": _single(plot_itl_distribution, frames),
+        "latency_distribution": single(plot_latency_distribution, frames),
+        "ttft_distribution": single(plot_ttft_distribution, frames),
+        "tpot_distribution": single(plot_tpot_distribution, frames),
+        "itl_distribution": single(plot_itl_distribution, frames),
     }
     fig = Figure(figsize=(10, 8), layout="constrained")
     # the errors panel is the least busy: less height than the two above
     axes = fig.subplots(3, 1, sharex=True, height_ratios=[3, 3, 2])
     for ax, draw in zip(axes, (plot_in_flight, plot_output_rate, plot_error_rate)):
-        _safely(draw, ax, frames)
+        safely(draw, ax, frames)
     for ax in axes[:2]:
         ax.set_xlabel("")
         ax.tick_params(labelbottom=True)
     fig.suptitle(f"Timeline of run {frames.name}", fontsize=13)
     figs["timeline"] = fig
-    figs["ttft_vs_prompt"] = _single(plot_ttft_vs_prompt, frames, (8.5, 5))
+    figs["ttft_vs_prompt"] = single(plot_ttft_vs_prompt, frames, (8.5, 5))
     return figs
 
 
-def figure_png(fig: Figure) -> bytes:
-    """Render a figure to PNG bytes with Agg."""
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
-
-
-def render_pngs(figs: dict[str, Figure]) -> dict[str, bytes]:
-    out = {}
-    for name, fig in figs.items():
-        out[name] = figure_png(fig)
-        fig.clear()
-    return out

@@ -7,9 +7,8 @@ output throughput against the load, p50/p99 TTFT and TPOT against output
 throughput, the labels placed beside their points (`place_labels`) and
 `sweep_figures`, which assembles them by file stem.
 
-Styling, colours and the figure plumbing come from `analysis.plots` (the
-plots of one run); imports go that way only.  Like it, this module imports
-matplotlib, so only import it when plotting.
+Styling, colours and the figure plumbing come from `analysis.plot_style`.
+Like it, this module imports matplotlib, so only import it when plotting.
 """
 from __future__ import annotations
 
@@ -22,7 +21,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from analysis.plots import BLUE, GREEN, GREY, RED, _count, _fmt, _no_data, _single, _style
+from analysis.formatting import count, plot_number
+from analysis.plot_style import BLUE, GREEN, GREY, RED, no_data, single, style
 
 
 def sweep_axis(sweep: pd.DataFrame) -> tuple[str, str]:
@@ -77,13 +77,13 @@ def place_labels(ax: Axes, points: list[tuple[float, float]], texts: list[str], 
     obstacles = _obstacles(ax)
     placed: list = []
     annotations = []
-    style = dict(fontsize=8, color="#333333",
-                 bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85))
-    style.update(text_kw)
+    text_style = dict(fontsize=8, color="#333333",
+                      bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85))
+    text_style.update(text_kw)
     for (x, y), text in zip(points, texts):
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
-        ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 6), **style)
+        ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 6), **text_style)
         ann.set_in_layout(False)
         best, best_cost = None, math.inf
         for dx, dy, ha, va in _LABEL_SPOTS:
@@ -109,7 +109,7 @@ def place_labels(ax: Axes, points: list[tuple[float, float]], texts: list[str], 
             ann.remove()
             ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy),
                               arrowprops=dict(arrowstyle="-", color=GREY, linewidth=0.7, shrinkA=0, shrinkB=4),
-                              **style)
+                              **text_style)
             ann.set_in_layout(False)
         ann.set_position((dx, dy))
         ann.set_ha(ha)
@@ -138,20 +138,20 @@ def plot_throughput_vs_load(ax: Axes, sweep: pd.DataFrame) -> None:
     data["_y"] = pd.to_numeric(data["Output Throughput (tok/s)"], errors="coerce")
     data = data.dropna(subset=["_x", "_y"]).sort_values("_x")
     if data.empty:
-        _no_data(ax, title, label, "output tokens/s")
+        no_data(ax, title, label, "output tokens/s")
         return
     ax.plot(data["_x"], data["_y"], color=GREEN, marker="o", linewidth=2)
     _log2_if_wide(ax, data["_x"])
-    _style(ax, title, label, "output tokens/s")
+    style(ax, title, label, "output tokens/s")
     ax.margins(x=0.08, y=0.18)
     ax.set_ylim(bottom=0)
-    ax.yaxis.set_major_formatter(FuncFormatter(_count))
+    ax.yaxis.set_major_formatter(FuncFormatter(count))
     texts = []
     for _, row in data.iterrows():
         req_s = pd.to_numeric(row.get("Req Throughput (req/s)"), errors="coerce")
-        text = f"{_fmt(row['_y'])} tok/s"
+        text = f"{plot_number(row['_y'])} tok/s"
         if req_s == req_s and req_s is not None:
-            text += f"\n{_fmt(float(req_s))} req/s"
+            text += f"\n{plot_number(float(req_s))} req/s"
         texts.append(text)
     place_labels(ax, list(zip(data["_x"], data["_y"])), texts)
 
@@ -165,19 +165,19 @@ def _latency_vs_throughput(ax: Axes, sweep: pd.DataFrame, metric: str) -> None:
     data = data.dropna(subset=["_x"]).sort_values("_x")
     cols = [f"P50 {metric} (ms)", f"P99 {metric} (ms)"]
     if data.empty or data[cols].isna().all().all():
-        _no_data(ax, title, xl, yl)
+        no_data(ax, title, xl, yl)
         return
     x = data["_x"].to_numpy(dtype=float)
-    for pct, color, style in (("P50", BLUE, "-"), ("P99", RED, "--")):
+    for pct, color, dash in (("P50", BLUE, "-"), ("P99", RED, "--")):
         y = pd.to_numeric(data[f"{pct} {metric} (ms)"], errors="coerce").to_numpy(dtype=float)
-        ax.plot(x, y, color=color, linestyle=style, marker="o", linewidth=2, label=f"{pct.lower()} {metric}")
-    _style(ax, title, xl, yl, pad=20)
+        ax.plot(x, y, color=color, linestyle=dash, marker="o", linewidth=2, label=f"{pct.lower()} {metric}")
+    style(ax, title, xl, yl, pad=20)
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8.5, frameon=False,
               borderaxespad=0.2)
     ax.margins(x=0.08, y=0.15)
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=0)
-    ax.xaxis.set_major_formatter(FuncFormatter(_count))
+    ax.xaxis.set_major_formatter(FuncFormatter(count))
     # one label per run, at its p99 point (its p50 when it has no p99)
     points, texts = [], []
     for (_, row), xi in zip(data.iterrows(), x):
@@ -205,7 +205,7 @@ def plot_tpot_vs_throughput(ax: Axes, sweep: pd.DataFrame) -> None:
 def sweep_figures(sweep: pd.DataFrame) -> dict[str, Figure]:
     """A sweep's figures (one row of `sweep` per run), by file stem."""
     return {
-        "sweep_throughput": _single(plot_throughput_vs_load, sweep),
-        "sweep_ttft_vs_throughput": _single(plot_ttft_vs_throughput, sweep),
-        "sweep_tpot_vs_throughput": _single(plot_tpot_vs_throughput, sweep),
+        "sweep_throughput": single(plot_throughput_vs_load, sweep),
+        "sweep_ttft_vs_throughput": single(plot_ttft_vs_throughput, sweep),
+        "sweep_tpot_vs_throughput": single(plot_tpot_vs_throughput, sweep),
     }

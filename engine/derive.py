@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
+from engine import timing
 from engine.records import RequestRecord
 from engine.store import encode_pickle
 from plugins.payload import as_payloads
@@ -35,7 +36,7 @@ def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str,
     else:  # one body: the first output is the whole reply
         chunk_texts = _seconds_text([latency] if (events and ok_status and latency is not None) else [])
     chunk_times = [float(text) for text in chunk_texts]
-    ttft = chunk_times[0] if chunk_times else None
+    ttft = timing.ttft_s(chunk_times)
     n_chunks = len(chunk_times)
 
     prompt_tokens = completion_tokens = None
@@ -60,9 +61,9 @@ def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str,
             completion_tokens, source = n_chunks, "events"
 
     tpot = None
-    if success and ttft is not None and completion_tokens and completion_tokens > 1:
-        tpot = (latency - ttft) / (completion_tokens - 1)
-    chunk_time = (chunk_times[-1] - chunk_times[0]) / (n_chunks - 1) if n_chunks > 1 else None
+    if success and ttft is not None and completion_tokens and timing.tpot_defined(completion_tokens):
+        tpot = timing.tpot_s(latency, ttft, completion_tokens)
+    chunk_time = timing.chunk_time_s(chunk_times)
     return {
         "request": request_b64,
         "response_messages": encode_pickle(events),

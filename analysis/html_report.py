@@ -1,0 +1,131 @@
+"""The HTML page: one self-contained report.html for a run or a sweep of
+runs (tables, plots inlined as PNG, warnings, the arguments without secrets)."""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import numbers
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from analysis.formatting import rate_text, short
+from analysis.metrics import TPOT_DEFINITIONS
+from analysis.nodes import NODE_COLUMNS, NODES_KEY
+from analysis.redaction import redact
+from analysis.result import RunResult
+from analysis.tables import summary_table_rows
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1280px;
+color:#222;padding:0 16px;line-height:1.4}
+h1{font-size:1.6em;margin-bottom:4px}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:40px}
+h3{margin-top:24px}
+table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}
+th,td{border:1px solid #ddd;padding:4px 8px}th{background:#f4f4f4;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.wrap{overflow-x:auto}.grid{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
+img{max-width:100%;height:auto;border:1px solid #eee;margin:8px 0}
+.warn{background:#fff4e5;border-left:4px solid #ff9800;padding:6px 10px;margin:6px 0}
+.muted{color:#666;font-size:13px}nav a{margin-right:12px}code{font-size:12px}
+"""
+
+
+def _num_td(value: Any) -> str:
+    text = html.escape(short(value))
+    numeric = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
+
+
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(_num_td(v) for v in row) + "</tr>" for row in rows)
+    return f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _when(epoch: Any) -> str:
+    try:
+        return _dt.datetime.fromtimestamp(float(epoch), _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "-"
+
+
+def _run_section(i: int, res: RunResult) -> str:
+    summ, run = res.summary, res.run
+    parts = [f'<section id="run-{i}"><h2>Run {html.escape(res.name)}</h2>']
+    meta = [("database", res.db_path), ("status", run.get("status")), ("backend", run.get("backend")),
+            ("version", run.get("version")), ("started", _when(run.get("start_time"))),
+            ("ended", _when(run.get("end_time")))]
+    parts.append('<p class="muted">' + " · ".join(f"{k}: <code>{html.escape(str(v))}</code>"
+                                                   for k, v in meta if v not in (None, "-")) + "</p>")
+    for warning in summ.get("Warnings") or []:
+        parts.append(f'<div class="warn">⚠ {html.escape(warning)}</div>')
+    parts.append('<div class="grid"><div><h3>Summary</h3>')
+    parts.append(html_table(["Key", "Value"], summary_table_rows(summ)))
+    parts.append("</div>")
+    if summ.get("Errors"):
+        parts.append("<div><h3>Errors by reason</h3>")
+        parts.append(html_table(["Reason", "Count"], list(summ["Errors"].items())))
+        parts.append("</div>")
+    parts.append("</div>")
+    parts.append("<h3>Percentiles</h3><p class=\"muted\">Successful measured requests, nearest rank. "
+                 + html.escape("TPOT = " + TPOT_DEFINITIONS["Avg TPOT (ms)"] + "; TPOT incl. TTFT = "
+                               + TPOT_DEFINITIONS["Avg TPOT incl. TTFT (ms)"] + ".") + "</p>")
+    pct = res.percentiles
+    parts.append(html_table(list(pct.columns), pct.itertuples(index=False, name=None)))
+    if summ.get(NODES_KEY):
+        parts.append("<h3>Load generator nodes</h3>")
+        parts.append(html_table(list(NODE_COLUMNS), [[n.get(c) for c in NODE_COLUMNS] for n in summ[NODES_KEY]]))
+    if res.pngs:
+        parts.append("<h3>Plots</h3>")
+        parts += [_img(png, f"{res.name}: {name}") for name, png in res.pngs.items()]
+    args = redact(run.get("args") or {})
+    if args:
+        rows = [(k, v if isinstance(v, (int, float, str)) or v is None else json.dumps(v, default=str))
+                for k, v in sorted(args.items())]
+        parts.append("<details><summary>Arguments of the run</summary>")
+        parts.append(html_table(["Argument", "Value"], rows))
+        parts.append("</details>")
+    workers = run.get("workers") or []
+    if workers:
+        keys = ["worker", "cpu_s", "wall_s"] + sorted({k for w in workers for k in w} - {"worker", "cpu_s", "wall_s"})
+        parts.append("<details><summary>Client workers</summary>")
+        parts.append(html_table(keys, [[w.get(k) if not isinstance(w.get(k), (dict, list))
+                                        else json.dumps(w.get(k)) for k in keys] for w in workers]))
+        parts.append("</details>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def render_html(results: Sequence[RunResult], sweep: pd.DataFrame | None,
+                sweep_pngs: Mapping[str, bytes]) -> str:
+    title = "servegauge report" + (f": {results[0].name}" if len(results) == 1 else f": sweep of {len(results)} runs")
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>",
+             f'<p class="muted">Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} '
+             "from the result databases alone. Warm-up requests are left out of every figure; "
+             "failed requests count in the totals and errors only.</p>"]
+    if len(results) > 1:
+        parts.append("<nav>" + "".join(f'<a href="#run-{i}">{html.escape(r.name)}</a>'
+                                       for i, r in enumerate(results)) + "</nav>")
+    if sweep is not None and len(results) > 1:
+        parts.append("<h2>Sweep</h2>")
+        table = sweep.copy()
+        if "Request Rate (req/s)" in table:
+            table["Request Rate (req/s)"] = [rate_text(v) for v in table["Request Rate (req/s)"]]
+        table = table.astype(object).where(pd.notna(table), None)
+        table = table.loc[:, [c for c in table.columns if table[c].notna().any()]]  # e.g. Goodput without --slo
+        parts.append(html_table(list(table.columns), table.itertuples(index=False, name=None)))
+        parts += [_img(png, name) for name, png in sweep_pngs.items()]
+    parts += [_run_section(i, r) for i, r in enumerate(results)]
+    parts.append("</body></html>")
+    return "\n".join(parts)
