@@ -87,7 +87,8 @@ def test_sdk_imports_and_evalscope_helpers():
         def build_messages(self):
             yield [self.create_message("hi")]
 
-    from plugins.base import API_REGISTRY, DATASET_REGISTRY, DefaultApiPlugin
+    from plugins.base import DefaultApiPlugin
+    from plugins.registry import API_REGISTRY, DATASET_REGISTRY
 
     assert API_REGISTRY["sdk_probe_api"] is Probe and DATASET_REGISTRY["sdk_probe_data2"] is Data
     assert DefaultApiPlugin is ApiPluginBase
