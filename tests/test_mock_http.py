@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from engine.mock import MockConfig, MockStartError, start_mock
 from engine.mock.cli import main
-from engine.mock.rawclient import RawConnection, build_request
 from engine.mock.tokens import output_text
+from rawclient import RawConnection, build_request
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2}
 
