@@ -112,7 +112,11 @@ def _legacy_declared(kind: str) -> bool:
 
 def _stale(entry_point, package: str) -> bool:
     """An entry in a former group declared by a distribution named `servebench`."""
-    return getattr(entry_point, "group", None) in LEGACY_NAMESPACES.values() and _normal(package) == LEGACY_PACKAGE
+    return _stale_in(getattr(entry_point, "group", None), package)
+
+
+def _stale_in(group: str | None, package: str) -> bool:
+    return group in LEGACY_NAMESPACES.values() and _normal(package) == LEGACY_PACKAGE
 
 
 def _normal(name: str) -> str:
@@ -264,8 +268,7 @@ def _claims(kind: str, name: str) -> list[tuple[str, str, str, str]]:
     for group in _groups(kind):
         for (ep_name, value), dists in _declared_by(group).items():
             if ep_name == name:
-                found += [(group, value, dist, version) for dist, version in dists
-                          if not (group in LEGACY_NAMESPACES.values() and _normal(dist) == LEGACY_PACKAGE)]
+                found += [(group, value, dist, version) for dist, version in dists if not _stale_in(group, dist)]
     return found
 
 
