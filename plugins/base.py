@@ -7,14 +7,15 @@ socket and the clock, and never calls a plugin while a request is timed.
 from __future__ import annotations
 
 import contextvars
-import functools
-import json
-import os
 from abc import ABC, abstractmethod
 from typing import Any, Iterator
 
 from engine.arguments import Arguments
-from engine.errors import DatasetError, UsageError
+from engine.errors import DatasetError
+from plugins import files
+from plugins.bodies import messages_text
+from plugins.jsoncache import load_json
+from plugins.openai_shapes import openai_event_has_output, openai_event_text
 from plugins.payload import Payload  # noqa: F401  (part of the SDK: what parse_responses gets)
 
 # The run's Arguments while plugins.registry constructs a plugin, for a
@@ -23,62 +24,21 @@ from plugins.payload import Payload  # noqa: F401  (part of the SDK: what parse_
 CONSTRUCTING: contextvars.ContextVar[Arguments | None] = contextvars.ContextVar("servegauge_plugin_args",
                                                                                default=None)
 
-# Classes registered with the decorators below, by name.  Filled when the
-# module defining them is imported (a --plugin-module, or a plugin package's
-# own module that stevedore loads); read by plugins.registry.
-API_REGISTRY: dict[str, type] = {}
-DATASET_REGISTRY: dict[str, type] = {}
-
 
 def register_api(name: str | list[str]):
-    """Class decorator: make an ApiPluginBase subclass available as `--api name`."""
-    return _register(API_REGISTRY, name)
+    """Class decorator: make an ApiPluginBase subclass available as `--api name`
+    (the registry is plugins.registry)."""
+    from plugins import registry
+
+    return registry.register("api", name)
 
 
 def register_dataset(name: str | list[str]):
-    """Class decorator: make a DatasetPluginBase subclass available as `--dataset name`."""
-    return _register(DATASET_REGISTRY, name)
+    """Class decorator: make a DatasetPluginBase subclass available as `--dataset name`
+    (the registry is plugins.registry)."""
+    from plugins import registry
 
-
-def _register(registry: dict[str, type], name: str | list[str]):
-    names = [name] if isinstance(name, str) else list(name)
-
-    def decorator(cls: type) -> type:
-        for n in names:
-            registry[n] = cls
-        return cls
-
-    return decorator
-
-
-def load_json(payload: Any) -> Any:
-    """Parse one event payload (str or bytes); None if it is not JSON.
-
-    The coordinator asks several questions of each event (an error? output?
-    usage?); the cache makes that one parse per event, not one per question.
-    Treat the result as read-only."""
-    try:
-        return _load_json_cached(payload)
-    except TypeError:  # unhashable: not a raw payload
-        return None
-
-
-# json.loads = two whitespace regex matches and three Python frames around
-# the C scanner; a payload that is exactly one JSON object (as events are)
-# goes straight to the scanner: ~40 % less per event, every event of a run.
-_scan_once = json.JSONDecoder().scan_once
-
-
-@functools.lru_cache(maxsize=4096)
-def _load_json_cached(payload: str | bytes) -> Any:
-    try:
-        if isinstance(payload, str) and payload[:1] == "{" and payload[-1:] == "}":
-            value, end = _scan_once(payload, 0)
-            if end == len(payload):
-                return value
-        return json.loads(payload)
-    except (TypeError, ValueError, StopIteration):
-        return None
+    return registry.register("dataset", name)
 
 
 class ApiPluginBase(ABC):
@@ -177,49 +137,6 @@ class ApiPluginBase(ABC):
 DefaultApiPlugin = ApiPluginBase
 
 
-def openai_event_text(data: Any) -> str:
-    """Text an OpenAI-shaped chunk or body carries (content + reasoning)."""
-    if not isinstance(data, dict):
-        return ""
-    out = []
-    for choice in data.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        part = choice.get("delta") or choice.get("message") or {}
-        if isinstance(part, dict):
-            for key in ("content", "reasoning_content", "reasoning"):
-                value = part.get(key)
-                if isinstance(value, str):
-                    out.append(value)
-        text = choice.get("text")
-        if isinstance(text, str):
-            out.append(text)
-    return "".join(out)
-
-
-_OUTPUT_KEYS = ("content", "reasoning_content", "reasoning", "tool_calls")
-
-
-def openai_event_has_output(data: Any) -> bool:
-    """Content, reasoning or a tool call in a chunk (or a completions text).
-    Called once per event of every request, so it asks only what it must."""
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not choices or not isinstance(choices, list):
-        return False
-    for choice in choices:
-        if not isinstance(choice, dict):
-            continue
-        part = choice.get("delta") or choice.get("message")
-        if isinstance(part, dict):
-            for key in _OUTPUT_KEYS:
-                if part.get(key):
-                    return True
-        text = choice.get("text")
-        if isinstance(text, str) and text:
-            return True
-    return False
-
-
 class DatasetPluginBase(ABC):
     """Yields the messages to send, one list of chat messages (or one plain
     string for completions APIs) per request."""
@@ -269,12 +186,7 @@ class DatasetPluginBase(ABC):
     def dataset_line_by_line(self, dataset: str | None, what: str | None = None) -> Iterator[str]:
         """Non-empty lines of a text file, stripped.  `what` describes the
         expected file in error messages."""
-        what = what or "a text file, one prompt per line"
-        with _open_dataset(dataset, what) as f:
-            for line in _text_lines(f, dataset, what):
-                line = line.strip()
-                if line:
-                    yield line
+        return files.lines(dataset, what)
 
     def dataset_string_field(self, path: str | None, key: str, what: str) -> Iterator[str]:
         """The stripped `key` string of each object of a JSON list or JSON-lines
@@ -291,101 +203,15 @@ class DatasetPluginBase(ABC):
     def dataset_json_list(self, dataset: str | None, what: str | None = None) -> Iterator[Any]:
         """Items of a JSON list file, or the objects of a JSON-lines file.
         `what` describes the expected file in error messages."""
-        what = what or "a JSON list or a JSON-lines file"
-        with _open_dataset(dataset, what) as f:
-            try:
-                head = f.read(1)
-                while head and head.isspace():
-                    head = f.read(1)
-                if head == "[":
-                    try:
-                        items = json.loads(head + f.read())
-                    except ValueError as e:
-                        raise DatasetError(f"dataset file '{dataset}' is not valid JSON ({e}): expected {what}") from None
-                    yield from items
-                    return
-                f.seek(0)
-            except UnicodeDecodeError:
-                raise DatasetError(f"dataset file '{dataset}' is not UTF-8 text: expected {what}") from None
-            for n, line in enumerate(_text_lines(f, dataset, what), 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except ValueError:
-                        raise DatasetError(
-                            f"dataset file '{dataset}' line {n} is not JSON: expected {what}"
-                        ) from None
+        return files.json_items(dataset, what)
 
     def dataset_folder(self, dataset: str | None, what: str) -> str:
         """--dataset-path as an existing folder, or a DatasetError saying what
         the folder must hold."""
-        if not dataset:
-            raise DatasetError(f"this dataset reads a local folder: pass --dataset-path with {what}")
-        if not os.path.isdir(dataset):
-            raise DatasetError(f"dataset folder '{dataset}' not found: --dataset-path must name {what}")
-        return dataset
+        return files.folder(dataset, what)
 
     @staticmethod
     def dataset_format_error(dataset: str | None, where: str, problem: str, what: str) -> DatasetError:
         """The error for a file that is there but not in the expected format:
         `raise self.dataset_format_error(path, "line 3", "has no 'question'", what)`."""
-        return DatasetError(f"dataset file '{dataset}' {where} {problem}: expected {what}")
-
-
-def last_usage(responses: list, prompt_key: str, completion_key: str) -> tuple[int | None, int | None]:
-    """(prompt, completion) tokens from the last event whose `usage` has a
-    completion count: usage comes in its own final chunk, or inside the last
-    chunk with choices, or (DashScope) cumulative in every event."""
-    for payload in reversed(responses):
-        # a Payload as plain str: the coordinator's parse of it is cached under that key
-        data = load_json(str.__str__(payload) if isinstance(payload, str) else payload)
-        usage = data.get("usage") if isinstance(data, dict) else None
-        if isinstance(usage, dict) and usage.get(completion_key) is not None:
-            return usage.get(prompt_key), usage.get(completion_key)
-    return None, None
-
-
-def fill_query_template(template: str, model: str, prompt: str) -> dict:
-    """--query-template: %m and %p stand inside JSON strings, so they are
-    replaced by JSON-escaped text, and the result must be a JSON object."""
-    text = template.replace("%m", json.dumps(model)[1:-1]).replace("%p", json.dumps(prompt)[1:-1])
-    try:
-        body = json.loads(text)
-    except ValueError as e:
-        raise UsageError(f"--query-template is not valid JSON after substitution: {e}") from None
-    if not isinstance(body, dict):
-        raise UsageError("--query-template must be a JSON object")
-    return body
-
-
-def messages_text(item: Any) -> str:
-    """The text of a dataset item: a plain string, or the text parts of a
-    list of chat messages (images and other parts are not text)."""
-    if isinstance(item, str):
-        return item
-    parts = []
-    for message in item or ():
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts += [c.get("text", "") for c in content if isinstance(c, dict) and isinstance(c.get("text"), str)]
-    return "\n".join(parts)
-
-
-def _text_lines(f, path: str | None, what: str) -> Iterator[str]:
-    try:
-        yield from f
-    except UnicodeDecodeError:
-        raise DatasetError(f"dataset file '{path}' is not UTF-8 text: expected {what}") from None
-
-
-def _open_dataset(path: str | None, what: str):
-    if not path:
-        raise DatasetError(f"this dataset reads a local file: pass --dataset-path with {what}")
-    if not os.path.isfile(path):
-        raise DatasetError(f"dataset file '{path}' not found: --dataset-path must name {what}")
-    try:
-        return open(path, encoding="utf-8")
-    except OSError as e:
-        raise DatasetError(f"cannot read dataset file '{path}': {e.strerror}") from None
+        return files.format_error(dataset, where, problem, what)

@@ -1,5 +1,10 @@
-"""Finds API and dataset plugins: entry points (through stevedore) and
-classes registered with the decorators in modules given by --plugin-module.
+"""The plugin registry, the one place that knows where plugins come from:
+entry points (through stevedore) and classes registered with the decorators
+(`register_api` / `register_dataset`), in modules given by --plugin-module.
+
+A run loads the one plugin it names with stevedore's DriverManager, which
+imports that plugin's module only; `servegauge plugins` (and an error, which
+lists the plugins that do load) lists them all with an ExtensionManager.
 
 The consumer owns the namespaces `servegauge.api` and `servegauge.datasets`;
 built-ins are registered there by our own setup.cfg, exactly as third-party
@@ -23,19 +28,39 @@ import re
 import sys
 from dataclasses import dataclass
 
-from stevedore import ExtensionManager
+from stevedore import DriverManager, ExtensionManager
+from stevedore.exception import MultipleMatches, NoMatches
 
 from engine.arguments import Arguments
 from engine.errors import PluginError, UsageError
-from plugins.base import (API_REGISTRY, CONSTRUCTING, DATASET_REGISTRY, ApiPluginBase,  # noqa: F401
-                          DatasetPluginBase, register_api, register_dataset)
+# register_api / register_dataset: evalscope's import location (plugins.registry) works too
+from plugins.base import CONSTRUCTING, ApiPluginBase, DatasetPluginBase, register_api, register_dataset  # noqa: F401
 
 NAMESPACES = {"api": "servegauge.api", "dataset": "servegauge.datasets"}
 LEGACY_NAMESPACES = {"api": "servebench.api", "dataset": "servebench.datasets"}
 LEGACY_PACKAGE = "servebench"
 _BASES = {"api": ApiPluginBase, "dataset": DatasetPluginBase}
-_DECORATED = {"api": API_REGISTRY, "dataset": DATASET_REGISTRY}
 OWN_PACKAGE = "servegauge"
+
+# Classes registered with the decorators, by kind and name.  Filled when the
+# module defining them is imported (a --plugin-module, or a plugin package's
+# own module that stevedore loads).
+API_REGISTRY: dict[str, type] = {}
+DATASET_REGISTRY: dict[str, type] = {}
+_DECORATED = {"api": API_REGISTRY, "dataset": DATASET_REGISTRY}
+
+
+def register(kind: str, name: str | list[str]):
+    """The class decorator behind register_api / register_dataset."""
+    names = [name] if isinstance(name, str) else list(name)
+    registry = _DECORATED[kind]
+
+    def decorator(cls: type) -> type:
+        for n in names:
+            registry[n] = cls
+        return cls
+
+    return decorator
 
 
 @dataclass(frozen=True)
@@ -87,7 +112,11 @@ def _legacy_declared(kind: str) -> bool:
 
 def _stale(entry_point, package: str) -> bool:
     """An entry in a former group declared by a distribution named `servebench`."""
-    return getattr(entry_point, "group", None) in LEGACY_NAMESPACES.values() and _normal(package) == LEGACY_PACKAGE
+    return _stale_in(getattr(entry_point, "group", None), package)
+
+
+def _stale_in(group: str | None, package: str) -> bool:
+    return group in LEGACY_NAMESPACES.values() and _normal(package) == LEGACY_PACKAGE
 
 
 def _normal(name: str) -> str:
@@ -180,21 +209,96 @@ def _description(cls) -> str:
 
 
 def get_class(kind: str, name: str) -> type:
-    return _get_info(kind, name)[0].cls
+    return _get_info(kind, name).cls
 
 
-def _get_info(kind: str, name: str) -> tuple[PluginInfo, list[str]]:
-    plugins = discover(kind)
-    usable = sorted(n for n, p in plugins.items() if p.cls is not None)
+def _get_info(kind: str, name: str) -> PluginInfo:
+    """The named plugin, usable, or a PluginError naming it, its package, the
+    cause and the plugins that do load."""
+    info = _named(kind, name)
+    if info is not None and info.cls is not None:
+        return info
+    plugins = discover(kind)  # only to say what is there instead
+    usable = _usable(plugins)
     flag = "--api" if kind == "api" else "--dataset"
-    info = plugins.get(name)
+    if info is None:
+        info = plugins.get(name)  # a name registered by a decorator in a package's module
+        if info is not None and info.cls is not None:
+            return info
     if info is None:
         raise PluginError(f"unknown {flag} '{name}'; available: {', '.join(usable) or 'none'}"
                           " (see `servegauge plugins`)")
-    if info.cls is None:
-        raise PluginError(f"{flag} '{name}' from {_origin(info)} {info.error}; "
-                          f"available: {', '.join(usable) or 'none'}")
-    return info, usable
+    raise PluginError(f"{flag} '{name}' from {_origin(info)} {info.error}; "
+                      f"available: {', '.join(usable) or 'none'}")
+
+
+def _usable(plugins: dict[str, PluginInfo]) -> list[str]:
+    return sorted(n for n, p in plugins.items() if p.cls is not None)
+
+
+def _named(kind: str, name: str) -> PluginInfo | None:
+    """One plugin by name, importing no other plugin's module; None if no
+    entry point, --plugin-module or decorator registered by now claims it."""
+    if (kind, name) in _FROM_PLUGIN_MODULES:
+        cls, spec = _FROM_PLUGIN_MODULES[(kind, name)]
+        if (kind, name) not in _WARNED and _claims(kind, name):
+            installed = _from_entry_point(kind, name)
+            if installed.cls is not cls:
+                # The user named this module on the command line: it wins, loudly.
+                _WARNED.add((kind, name))
+                print(f"servegauge: {kind} '{name}' from --plugin-module {spec} overrides "
+                      f"the one from {installed.package}", file=sys.stderr)
+        return PluginInfo(kind, name, f"--plugin-module {spec}", "-", _description(cls), cls)
+    if _claims(kind, name):
+        return _from_entry_point(kind, name)
+    cls = _DECORATED[kind].get(name)
+    if cls is not None:
+        return PluginInfo(kind, name, f"module {getattr(cls, '__module__', '?')}", "-", _description(cls), cls)
+    return None
+
+
+def _groups(kind: str) -> list[str]:
+    return [NAMESPACES[kind]] + ([LEGACY_NAMESPACES[kind]] if _legacy_declared(kind) else [])
+
+
+def _claims(kind: str, name: str) -> list[tuple[str, str, str, str]]:
+    """[(group, entry point value, distribution, version)] of the entry points
+    named `name`, from the installed metadata alone (nothing is imported)."""
+    found = []
+    for group in _groups(kind):
+        for (ep_name, value), dists in _declared_by(group).items():
+            if ep_name == name:
+                found += [(group, value, dist, version) for dist, version in dists if not _stale_in(group, dist)]
+    return found
+
+
+def _from_entry_point(kind: str, name: str) -> PluginInfo:
+    """The plugin of the entry point named `name`, loaded with stevedore's
+    DriverManager (which imports that one module); unusable, with the
+    reason, if two packages claim the name or its module fails to load."""
+    claims = _claims(kind, name)
+    info = resolve([(_normal(dist), value, PluginInfo(kind, name, dist, version, "", None))
+                    for _, value, dist, version in claims])
+    if info.error is not None:  # claimed by two packages: load neither
+        return info
+    group = next(g for g, _, dist, _ in claims if dist == info.package)
+    failures: list[BaseException] = []
+    try:
+        manager = DriverManager(group, name, on_load_failure_callback=lambda _m, _ep, err: failures.append(err),
+                                on_missing_entrypoints_callback=None)
+    except NoMatches:
+        if not failures:
+            return _broken(info, "was not found by stevedore")
+        cause = " ".join(f"{type(failures[0]).__name__}: {failures[0]}".split())[:300]
+        return _broken(info, f"failed to load ({cause})")
+    except MultipleMatches as err:  # stevedore saw more than the metadata said
+        return _broken(info, f"is claimed by more than one entry point: {err}")
+    cls = manager.driver
+    info = PluginInfo(kind, name, info.package, info.version, _description(cls), cls)
+    if not (isinstance(cls, type) and issubclass(cls, _BASES[kind])):
+        info = _broken(info, f"is not usable: {manager.extensions[0].entry_point.value} is not a "
+                             f"{_BASES[kind].__name__} subclass")
+    return info
 
 
 def _origin(info: PluginInfo) -> str:
@@ -203,7 +307,7 @@ def _origin(info: PluginInfo) -> str:
 
 def create(kind: str, name: str, param: Arguments):
     """An instance of the named plugin, constructed with the run's Arguments."""
-    info, usable = _get_info(kind, name)
+    info = _get_info(kind, name)
     cls = info.cls
     try:
         return construct(kind, cls, param)
@@ -212,7 +316,7 @@ def create(kind: str, name: str, param: Arguments):
     except Exception as err:  # a plugin's own bug or a missing requirement: say whose, in one line
         cause = " ".join(f"{type(err).__name__}: {err}".split())[:300]
         raise PluginError(f"{kind} plugin '{name}' ({cls.__module__}.{cls.__qualname__} from {_origin(info)}) "
-                          f"failed to start: {cause}; available: {', '.join(usable)}") from err
+                          f"failed to start: {cause}; available: {', '.join(_usable(discover(kind)))}") from err
 
 
 def construct(kind: str, cls: type, param: Arguments):

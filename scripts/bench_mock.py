@@ -34,10 +34,17 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.mock.launch import start_mock  # noqa: E402
-from engine.mock.rawclient import build_request  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 END = b"\r\n0\r\n\r\n"  # last chunk of a chunked reply; a size line "0" occurs nowhere else
+
+
+def post_bytes(path: str, body: dict, host: str) -> bytes:
+    """The one request every connection sends, as bytes: this client only
+    writes them and counts replies (the package ships no HTTP client of its own)."""
+    data = json.dumps(body).encode()
+    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(data)}\r\n"
+            "Content-Type: application/json\r\n\r\n").encode() + data
 
 
 def cpu_s(pid: int) -> float:
@@ -113,7 +120,7 @@ def run(args: argparse.Namespace, mock_args: list[str], body: dict, n_conns: int
         stream: bool, truth: bool = False) -> dict:
     with start_mock(mock_args) as mock:
         u = urlsplit(mock.base_url)
-        raw = build_request("POST", "/v1/chat/completions", body, host=u.hostname)
+        raw = post_bytes("/v1/chat/completions", body, u.hostname)
         warm_until = time.time() + args.warmup
         stop_at = warm_until + args.duration
         out: mp.Queue = mp.Queue()

@@ -1,7 +1,9 @@
 """The mock server against the official clients and raw HTTP, over real loopback."""
 from __future__ import annotations
 
+import ast
 import json
+import pathlib
 import uuid
 from urllib.parse import urlsplit
 
@@ -12,10 +14,31 @@ import requests
 
 from engine.mock import start_mock
 from engine.mock.dashscope_api import PATH as DS_PATH
-from engine.mock.rawclient import RawConnection
 from engine.mock.tokens import count_messages, output_text
+from rawclient import RawConnection
 
 TOKENS = 12
+
+
+def test_the_mock_imports_nothing_of_the_client():
+    """The ground truth must not depend on what it judges: of the benchmark
+    client the mock imports only the engine.stamps leaf (stdlib only)."""
+    allowed = {"engine.stamps"}
+    mock_dir = pathlib.Path(__file__).resolve().parents[1] / "engine" / "mock"
+    ours = ("engine", "plugins", "analysis", "scripts")
+    found = {}
+    for path in [*mock_dir.glob("*.py"), mock_dir.parent / "stamps.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] in ours and not name.startswith("engine.mock") and name not in allowed:
+                    found.setdefault(path.name, []).append(name)
+    assert not found, found
 
 
 @pytest.fixture(scope="module")

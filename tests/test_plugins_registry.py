@@ -6,11 +6,13 @@ a `NAME-VERSION.dist-info` folder with METADATA and entry_points.txt, in a
 folder put on PYTHONPATH, so importlib.metadata and stevedore find them as
 they find any installed package."""
 import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
-from conftest import run_engine
+from conftest import ROOT, run_engine
 from engine.arguments import Arguments
 from plugins import ApiPluginBase, DatasetPluginBase, register_api, register_dataset
 from plugins import registry
@@ -87,7 +89,8 @@ def test_sdk_imports_and_evalscope_helpers():
         def build_messages(self):
             yield [self.create_message("hi")]
 
-    from plugins.base import API_REGISTRY, DATASET_REGISTRY, DefaultApiPlugin
+    from plugins.base import DefaultApiPlugin
+    from plugins.registry import API_REGISTRY, DATASET_REGISTRY
 
     assert API_REGISTRY["sdk_probe_api"] is Probe and DATASET_REGISTRY["sdk_probe_data2"] is Data
     assert DefaultApiPlugin is ApiPluginBase
@@ -133,6 +136,19 @@ def bad_site(tmp_path_factory):
             """),
     })
     return site
+
+
+def test_a_run_imports_only_the_plugins_it_names(bad_site):
+    """stevedore's DriverManager loads the named plugin's module alone: the
+    other plugins, a broken one included, are not imported."""
+    code = ("import sys; from plugins import registry; from engine.arguments import Arguments; "
+            "registry.create('api', 'openai', Arguments()); registry.create('dataset', 'builtin', Arguments()); "
+            "print(sorted(m for m in sys.modules if m.startswith(('plugins.api.', 'plugins.datasets.', 'flaky'))))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, str(bad_site)]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["['plugins.api.openai',", "'plugins.datasets.builtin']"], proc.stdout
 
 
 def test_plugins_lists_a_broken_plugin_with_its_error(bad_site):

@@ -4,6 +4,7 @@ written for evalscope perf, ported by changing its imports only."""
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 
@@ -27,14 +28,31 @@ def can_build_offline():
         return tuple(int(x) for x in setuptools.__version__.split(".")[:2]) >= (70, 1)
 
 
+def make_venv_seeing_ours(venv) -> str:
+    """A venv made with --system-site-packages, whose python sees the packages
+    this interpreter sees: the project's dependencies are reused (fast,
+    offline).  --system-site-packages alone gives the base interpreter's, which
+    are not this one's when the tests run inside a virtualenv themselves (as
+    many contributors install the project); then a .pth file adds this venv's
+    site-packages after the new one's, as the system's would be."""
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    if sys.prefix != sys.base_prefix:
+        purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        ours = [p for p in site.getsitepackages() if p.startswith(sys.prefix)]
+        with open(os.path.join(purelib, "_outer_venv.pth"), "w") as f:
+            f.write("".join(f"import site; site.addsitedir({p!r})\n" for p in ours))
+    return python
+
+
 @pytest.mark.skipif(not can_build_offline(), reason="needs `wheel` (pip install -e '.[test]')")
 def test_example_plugin_package_installed_in_a_venv(tmp_path, mock):
     venv = tmp_path / "venv"
-    python = str(venv / "bin" / "python")
-    # --system-site-packages: the project's dependencies are reused (fast,
-    # offline); servegauge itself is then visible twice, from the venv and
-    # from the system, which must not count as two packages claiming names.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    # The project's dependencies are reused from this interpreter; servegauge
+    # itself is then visible twice, from the venv and from this interpreter's
+    # packages, which must not count as two packages claiming names.
+    python = make_venv_seeing_ours(venv)
     package = tmp_path / "example_plugin"  # a copy: the build writes into the source folder
     shutil.copytree(EXAMPLE, package, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     pip = [python, "-m", "pip", "install", "--no-build-isolation", "--no-index", "-q"]

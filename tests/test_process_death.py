@@ -45,7 +45,8 @@ def test_a_killed_coordinator_leaves_a_readable_database(tmp_path, slow_mock):
                              "--number", "200", "--outputs-dir", str(tmp_path), "--no-plots"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = wait_for_rows(tmp_path, 6)
-    time.sleep(1.2)  # past at least one more commit
+    # past at least one more commit: wait until a reader sees the count grow
+    wait_for_rows(tmp_path, len(rows(db, "SELECT 1 FROM result")) + 1)
     committed_before_kill = len(rows(db, "SELECT 1 FROM result"))
     orphans = workers_of(proc.pid)
     assert orphans

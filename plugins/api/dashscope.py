@@ -40,7 +40,10 @@ import copy
 from typing import Any
 
 from engine.arguments import Arguments
-from plugins.base import ApiPluginBase, fill_query_template, last_usage, load_json, messages_text
+from plugins.base import ApiPluginBase
+from plugins.bodies import fill_query_template, messages_text
+from plugins.jsoncache import load_json
+from plugins.openai_shapes import last_usage
 
 TOP_LEVEL_KEYS = ("model", "input", "parameters")
 

@@ -1,4 +1,4 @@
-"""A minimal blocking HTTP/1.1 client over a raw socket, for tests and benchmarks.
+"""A minimal blocking HTTP/1.1 client over a raw socket, for the mock server's tests.
 
 It stamps each HTTP chunk with time.time() of the recv that completed it, and
 does nothing else per chunk, so it measures what arrived when without the

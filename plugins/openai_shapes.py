@@ -1,0 +1,64 @@
+"""What OpenAI-shaped replies look like: the text and the output an event
+carries, and the token counts its usage reports.  The defaults of
+ApiPluginBase and the built-in API plugins read replies through these."""
+from __future__ import annotations
+
+from typing import Any
+
+from plugins.jsoncache import load_json
+
+
+def openai_event_text(data: Any) -> str:
+    """Text an OpenAI-shaped chunk or body carries (content + reasoning)."""
+    if not isinstance(data, dict):
+        return ""
+    out = []
+    for choice in data.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        part = choice.get("delta") or choice.get("message") or {}
+        if isinstance(part, dict):
+            for key in ("content", "reasoning_content", "reasoning"):
+                value = part.get(key)
+                if isinstance(value, str):
+                    out.append(value)
+        text = choice.get("text")
+        if isinstance(text, str):
+            out.append(text)
+    return "".join(out)
+
+
+_OUTPUT_KEYS = ("content", "reasoning_content", "reasoning", "tool_calls")
+
+
+def openai_event_has_output(data: Any) -> bool:
+    """Content, reasoning or a tool call in a chunk (or a completions text).
+    Called once per event of every request, so it asks only what it must."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices or not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        part = choice.get("delta") or choice.get("message")
+        if isinstance(part, dict):
+            for key in _OUTPUT_KEYS:
+                if part.get(key):
+                    return True
+        text = choice.get("text")
+        if isinstance(text, str) and text:
+            return True
+    return False
+
+
+def last_usage(responses: list, prompt_key: str, completion_key: str) -> tuple[int | None, int | None]:
+    """(prompt, completion) tokens from the last event whose `usage` has a
+    completion count: usage comes in its own final chunk, or inside the last
+    chunk with choices, or (DashScope) cumulative in every event."""
+    for payload in reversed(responses):
+        # a Payload as plain str: the coordinator's parse of it is cached under that key
+        data = load_json(str.__str__(payload) if isinstance(payload, str) else payload)
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if isinstance(usage, dict) and usage.get(completion_key) is not None:
+            return usage.get(prompt_key), usage.get(completion_key)
+    return None, None
