@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 
-from engine.records import Job, RequestRecord, Target, WorkerStats
+from engine.records import Job, RawRecord, Target, WorkerStats
 from engine.worker import IDLE, EventGate, run_threads, tune_gc
 
 BATCH_S = 0.005  # a busy actor answers at most this often: records travel in batches
@@ -60,7 +60,7 @@ class _ActorResults:
     def __init__(self, cond: threading.Condition, buffer: list, offset_s: float):
         self._cond, self._buffer, self._offset = cond, buffer, offset_s
 
-    def put(self, record: RequestRecord) -> None:
+    def put(self, record: RawRecord) -> None:
         record = dataclasses.replace(record, scheduled_time=record.scheduled_time - self._offset,
                                      start_time=record.start_time - self._offset)
         with self._cond:
@@ -128,7 +128,7 @@ class LoadActor:
         self._gate.stop.set()
         self._jobs.stop()
 
-    def poll(self, wait_s: float) -> tuple[list[RequestRecord], list[int], WorkerStats | None]:
+    def poll(self, wait_s: float) -> tuple[list[RawRecord], list[int], WorkerStats | None]:
         """(records since the last poll, seqs being sent, final stats once the
         threads have all stopped).  Answers at once when there is something,
         but not more often than every BATCH_S."""

@@ -3,7 +3,7 @@ as Ray actors spread over the nodes of a cluster, behind the interface the
 runner uses from engine.pool.WorkerPool (`jobs`, `results`, `reap_dead()`,
 `send_stop()`, `in_flight()`, `alive()`, `terminate()`, `members`,
 `total_threads`).  The coordinator, the scheduler and the database writer
-stay in the driver; only Jobs and RequestRecords cross, in batches.
+stay in the driver; only Jobs and RawRecords cross, in batches.
 
 Each actor runs `engine.worker.run_threads`: T threads, each with its own
 transport.Sender, stamping exactly as a local worker process does, so the
@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from engine.errors import UsageError
 from engine.pool import release_wakeup_fd, split_threads
 from engine.ray_actor import _actor_class, _version
-from engine.records import Job, RequestRecord, Target, WorkerStats
+from engine.records import Job, RawRecord, Target, WorkerStats
 
 INSTALL_HINT = ("--backend ray needs Ray, which is not installed: pip install 'servegauge[ray]' "
                 "(in a checkout: pip install -e '.[ray]')")
@@ -262,7 +262,7 @@ class RayPool:
             self._deadline = epoch_s
 
     def receive(self, timeout_s: float) -> list:
-        """The messages (RequestRecord, WorkerStats) that arrived within `timeout_s`."""
+        """The messages (RawRecord, WorkerStats) that arrived within `timeout_s`."""
         try:
             messages = [self.results.get(timeout=timeout_s)]
         except queue.Empty:
@@ -498,7 +498,7 @@ class RayPool:
             m.unavailable_since = None
             self._received(m, records, sending, stats)
 
-    def _received(self, m: _Member, records: list[RequestRecord], sending: list[int],
+    def _received(self, m: _Member, records: list[RawRecord], sending: list[int],
                   stats: WorkerStats | None) -> None:
         for record in records:  # into the runner's queue before they leave `in_flight`
             self.results.put(record)

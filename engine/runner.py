@@ -1,5 +1,5 @@
 """The coordinator of one run: dataset -> API plugin -> Jobs -> workers ->
-RequestRecords -> rows in the database; then the report.
+RawRecords -> rows in the database; then the report.
 
 The coordinator is the only writer of the database.  Every Job a worker
 sent ends as exactly one row (one per attempt with --retries): its record,
@@ -26,7 +26,7 @@ from engine.derive import ParseWatch, to_row
 from engine.errors import DatasetError, PluginFailed, Terminated, UsageError
 from engine.pool import WorkerPool
 from engine.progress import Progress
-from engine.records import Job, RequestRecord, Target, WorkerStats
+from engine.records import FinishedRecord, Job, RawRecord, Sent, Target, WorkerStats
 from engine.scheduler import send_offsets_s
 from engine.store import DB_NAME, ResultStore, encode_pickle
 from plugins import registry
@@ -92,8 +92,8 @@ def _empty_hint(p: Arguments) -> str:
     return f" (is --dataset-path {p.dataset_path} empty?)" if p.dataset_path else ""
 
 
-def _jobs(args: Arguments, api, dataset) -> Iterator[tuple[Job, dict, str]]:
-    """(Job, body, base64 request) for every request, warm-up first, in send order."""
+def _jobs(args: Arguments, api, dataset) -> Iterator[Sent]:
+    """A Sent (Job, body, base64 request) for every request, warm-up first, in send order."""
     seq = itertools.count()
     limit = None if args.number is None else args.number + args.warmup_num
     produced = skipped = 0
@@ -110,7 +110,7 @@ def _jobs(args: Arguments, api, dataset) -> Iterator[tuple[Job, dict, str]]:
         n = next(seq)
         job = Job(seq=n, request_id=uuid.uuid4().hex, payload=_json_bytes(body), is_warmup=n < args.warmup_num)
         produced += 1
-        yield job, body, encode_pickle(body)
+        yield Sent(job, body, encode_pickle(body))
 
 
 def _json_bytes(body: dict) -> bytes:
@@ -124,7 +124,7 @@ class _Run:
 
     def __init__(self, args: Arguments, api, count_tokens, store: ResultStore, progress: Progress):
         self.args, self.api, self.count_tokens, self.store, self.progress = args, api, count_tokens, store, progress
-        self.pending: dict[int, tuple[Job, dict, str]] = {}  # dispatched, no final record yet
+        self.pending: dict[int, Sent] = {}  # dispatched, no final record yet
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.feeding_done = threading.Event()
@@ -140,12 +140,13 @@ class _Run:
             self.warmup_done.set()
 
     # --- feeder ----------------------------------------------------------
-    def feed(self, pool: WorkerPool, jobs: Iterator[tuple[Job, dict, str]]) -> None:
+    def feed(self, pool: WorkerPool, jobs: Iterator[Sent]) -> None:
         args = self.args
         try:
             offsets = send_offsets_s(args.rate, args.burstiness, args.seed, args.number)
             t0 = deadline = None
-            for job, body, request_b64 in jobs:
+            for sent in jobs:
+                job = sent.job
                 if self.stop.is_set():
                     return
                 if job.is_warmup:
@@ -169,8 +170,9 @@ class _Run:
                     if deadline is not None and due >= deadline:
                         return
                     job = Job(job.seq, job.request_id, job.payload, scheduled, False)
+                    sent = Sent(job, sent.body, sent.request_b64)
                 with self.lock:
-                    self.pending[job.seq] = (job, body, request_b64)
+                    self.pending[job.seq] = sent
                 while True:
                     if self.stop.is_set() or (deadline is not None and time.time() >= deadline):
                         return  # left pending: never sent, forgotten at the end
@@ -187,22 +189,20 @@ class _Run:
 
     # --- collector ---------------------------------------------------------
     def take(self, message, stats: list[WorkerStats]) -> None:
-        if isinstance(message, RequestRecord):
+        if isinstance(message, RawRecord):
             self.record(message)
         elif isinstance(message, WorkerStats):
             stats.append(message)
 
-    def record(self, record: RequestRecord) -> None:
+    def record(self, raw: RawRecord) -> None:
         with self.lock:
-            entry = self.pending.pop(record.seq, None) if record.final else self.pending.get(record.seq)
-        if entry is None:  # already accounted for (e.g. its worker was declared dead)
+            sent = self.pending.pop(raw.seq, None) if raw.final else self.pending.get(raw.seq)
+        if sent is None:  # already accounted for (e.g. its worker was declared dead)
             return
-        job, body, request_b64 = entry
-        record = events.finish(record)
+        record = events.finish(raw)
         if self.args.api_key:
             record = _redact(record, self.args.api_key)
-        row = to_row(record, body, request_b64, job.request_id, job.is_warmup, self.api, self.count_tokens,
-                     self.parse_watch)
+        row = to_row(record, sent, self.api, self.count_tokens, self.parse_watch)
         self.store.add(row)
         if not record.final:  # an attempt that --retries will repeat: a row of its own, not a result
             self.progress.on_attempt(bool(row["success"]))
@@ -210,7 +210,7 @@ class _Run:
         self.rows += 1
         if not row["success"]:
             self.failed += 1
-        if job.is_warmup:
+        if sent.job.is_warmup:
             self.warmup_left -= 1
             if self.warmup_left <= 0:
                 self.warmup_done.set()
@@ -222,15 +222,15 @@ class _Run:
         """Record requests that will never get a record from a worker."""
         for seq in seqs:
             with self.lock:
-                entry = self.pending.get(seq)
-            if entry is None:
+                sent = self.pending.get(seq)
+            if sent is None:
                 continue
-            job = entry[0]
+            job = sent.job
             now = time.time()
             scheduled = job.scheduled_time if job.scheduled_time is not None else now
-            self.record(RequestRecord(seq=seq, worker=worker, scheduled_time=scheduled,
-                                      start_time=min(scheduled, now), latency_s=None, status_code=None,
-                                      error=reason, transport_failed=True, is_stream=self.args.stream))
+            self.record(RawRecord(seq=seq, worker=worker, scheduled_time=scheduled,
+                                  start_time=min(scheduled, now), latency_s=None, status_code=None,
+                                  error=reason, transport_failed=True, is_stream=self.args.stream))
 
     def forget_unsent(self) -> int:
         """Once every worker has ended and all it wrote has been read, a job
@@ -413,7 +413,7 @@ def _stop(run: _Run, pool: WorkerPool, stats: list[WorkerStats], grace_s: float,
         pass
 
 
-def _redact(record: RequestRecord, secret: str) -> RequestRecord:
+def _redact(record: FinishedRecord, secret: str) -> FinishedRecord:
     """A server may echo the key back ("invalid key sk-..."): it never
     reaches the database."""
     if secret in (record.error or "") or any(secret in e for e in record.events):
