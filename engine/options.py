@@ -162,7 +162,7 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra]:
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
-            from engine.ray_pool import INSTALL_HINT
+            from engine.ray_cluster import INSTALL_HINT
 
             raise UsageError(INSTALL_HINT)
     elif ns.ray_address or ns.ray_workers:

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 
+from engine import installed_version
 from engine.records import Job, RawRecord, Target, WorkerStats
 from engine.worker import IDLE, EventGate, run_threads, tune_gc
 
@@ -70,7 +71,7 @@ class _ActorResults:
 
 class LoadActor:
     """One load-generating actor: the same threads as a local worker
-    process.  Made a Ray actor class by `_actor_class()`."""
+    process.  Made a Ray actor class by `actor_class()`."""
 
     def __init__(self):
         self._cond = threading.Condition()
@@ -86,7 +87,7 @@ class LoadActor:
         import ray
 
         return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
-                "pid": os.getpid(), "version": _version()}
+                "pid": os.getpid(), "version": installed_version()}
 
     def clock(self) -> float:
         return time.time()
@@ -149,7 +150,9 @@ class LoadActor:
 _ACTOR_CLASS = None
 
 
-def _actor_class(ray):
+def actor_class(ray):
+    """LoadActor as a Ray actor class, made once (the driver side,
+    engine.ray_pool, creates the actors from it)."""
     global _ACTOR_CLASS
     if _ACTOR_CLASS is None:
         # num_cpus=0: placement is ours (one node each, by node id); no
@@ -158,11 +161,3 @@ def _actor_class(ray):
                                   max_task_retries=0)(LoadActor)
     return _ACTOR_CLASS
 
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("servegauge")
-    except PackageNotFoundError:
-        return "0+unknown"
