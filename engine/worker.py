@@ -237,9 +237,9 @@ def _attempt(sender: transport.Sender, target: Target, job: Job, worker: str) ->
         return sender.exchange(job, worker)
     except BaseException as exc:  # never lose a request to our own bug
         return RawRecord(seq=job.seq, worker=worker, scheduled_time=job.scheduled_time or time.time(),
-                             start_time=time.time(), latency_s=None, status_code=None,
-                             error=f"client error: {type(exc).__name__}: {exc}"[:300],
-                             transport_failed=True, is_stream=target.stream)
+                         start_time=time.time(), latency_s=None, status_code=None,
+                         error=f"client error: {type(exc).__name__}: {exc}"[:300],
+                         transport_failed=True, is_stream=target.stream)
 
 
 def _retryable(record: RawRecord) -> bool:
