@@ -12,14 +12,19 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
+from engine.errors import UsageError
 from engine.store import DB_NAME
+from engine.usage import CommandParser
 
 
-def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
+def _parse(parser: CommandParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
+    """The flags, or the exit status: 0 after --help, 2 after a bad flag (one line)."""
     try:
-        return parser.parse_args(list(argv) if argv is not None else None)
-    except SystemExit as exc:  # --help (0) or a usage error (2, already printed)
-        return exc.code if isinstance(exc.code, int) else 2
+        args = parser.parse(argv)
+    except UsageError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0 if args is None else args
 
 
 def _guard(args: argparse.Namespace, prog: str, body: Callable[[], int]) -> int:
@@ -68,7 +73,7 @@ def find_databases(path: str) -> list[str]:
 
 def report_main(argv: Sequence[str] | None = None) -> int:
     """servegauge report PATH [--out DIR] [--slo ...] [--no-plots]"""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="servegauge report",
         description="Rebuild the reports of a run or a sweep from its database(s) alone: "
                     "benchmark_summary.json, benchmark_percentile.json/.csv and PNG plots per run, "
@@ -123,7 +128,7 @@ def report_main(argv: Sequence[str] | None = None) -> int:
 
 def compare_main(argv: Sequence[str] | None = None) -> int:
     """servegauge compare PATH_A PATH_B [--resamples N] [--seed S] [--threshold PCT]"""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="servegauge compare",
         description="Compare two runs side by side: means, p50 and p99 of TTFT, TPOT, ITL and latency with "
                     "the relative change and a 95% confidence interval of the p50/p99 difference (B − A), "

@@ -69,8 +69,10 @@ def console_main() -> None:
 def _subcommand(name: str, argv: list[str]) -> int:
     if name == "mock":
         from engine.mock.cli import main as mock_main
+        from engine.usage import CommandParser
 
-        return mock_main(argv)
+        # The mock imports nothing of the client: our parser class is lent to it.
+        return mock_main(argv, parser_class=CommandParser)
     if name == "plugins":
         from engine.plugins_cmd import main as plugins_main
 
@@ -86,7 +88,10 @@ def _run(argv: list[str]) -> int:
     interrupts.install()
     from engine.options import parse_run_args
 
-    runs, extra = parse_run_args(argv)
+    parsed = parse_run_args(argv)
+    if parsed is None:  # --help
+        return 0
+    runs, extra = parsed
     from plugins import registry
 
     for spec in extra.plugin_modules:

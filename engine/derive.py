@@ -1,4 +1,5 @@
-"""From a worker's raw RequestRecord to one row of the `result` table.
+"""From a FinishedRecord (engine.events) and the job it answers to one row
+of the `result` table.
 
 Runs in the coordinator, after the request is over: JSON is parsed here, not
 while the stream is timed.  The API plugin says which events carry output
@@ -10,15 +11,16 @@ import sys
 from typing import Any, Callable
 
 from engine import timing
-from engine.records import RequestRecord
+from engine.records import FinishedRecord, Sent
 from engine.store import encode_pickle
 from plugins.payload import as_payloads
 
 TokenCounter = Callable[[str], int]
 
 
-def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str, is_warmup: bool,
-           plugin, count_tokens: TokenCounter | None = None, watch: ParseWatch | None = None) -> dict[str, Any]:
+def to_row(record: FinishedRecord, sent: Sent, plugin, count_tokens: TokenCounter | None = None,
+           watch: ParseWatch | None = None) -> dict[str, Any]:
+    body = sent.body
     events = list(record.events)
     latency = record.latency_s
     error = record.error
@@ -65,7 +67,7 @@ def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str,
         tpot = timing.tpot_s(latency, ttft, completion_tokens)
     chunk_time = timing.chunk_time_s(chunk_times)
     return {
-        "request": request_b64,
+        "request": sent.request_b64,
         "response_messages": encode_pickle(events),
         "success": int(success),
         "start_time": record.start_time,
@@ -82,9 +84,9 @@ def to_row(record: RequestRecord, body: dict, request_b64: str, request_id: str,
         "status_code": record.status_code,
         "error": error,
         "scheduled_time": record.scheduled_time,
-        "request_id": request_id,
+        "request_id": sent.job.request_id,
         "is_stream": int(record.is_stream),
-        "is_warmup": int(is_warmup),
+        "is_warmup": int(sent.job.is_warmup),
         "worker": record.worker,
         "event_times": _json_list(event_texts),
         "attempt": record.attempt,
@@ -104,7 +106,7 @@ def _json_list(texts: list[str]) -> str:
     return "[" + ", ".join(texts) + "]"
 
 
-def _stream_incomplete(record: RequestRecord, plugin, events: list[str]) -> str | None:
+def _stream_incomplete(record: FinishedRecord, plugin, events: list[str]) -> str | None:
     checker = getattr(plugin, "stream_incomplete", None)
     if record.is_stream and checker is not None:
         return checker(events, record.saw_done)

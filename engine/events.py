@@ -10,44 +10,48 @@ body is one text; an HTTP error's first words become the row's error.
 from __future__ import annotations
 
 import codecs
-import dataclasses
 
 import sseclient
 
-from engine.records import RequestRecord
+from engine.records import FinishedRecord, RawRecord
 
 ERROR_BODY_CHARS = 200
 _BOM = b"\xef\xbb\xbf"
 
 
-def finish(record: RequestRecord) -> RequestRecord:
-    """The record with its body turned into events (idempotent)."""
-    if not record.pieces and not record.body_complete:
-        return record  # nothing arrived, or already finished
+def finish(raw: RawRecord) -> FinishedRecord:
+    """The record with its body turned into events."""
     events: list[str] = []
     offsets: list[float] = []
     saw_done = False
-    error = record.error
-    status = record.status_code or 0
-    latency = record.latency_s or 0.0
-    if record.is_stream and 200 <= status < 300:
-        for data, offset in split(record.pieces, record.piece_offsets_s, record.body_complete, latency):
+    error = raw.error
+    status = raw.status_code or 0
+    latency = raw.latency_s or 0.0
+    if not raw.pieces and not raw.body_complete:
+        pass  # nothing arrived: no events, and the worker's reason stands
+    elif raw.is_stream and 200 <= status < 300:
+        for data, offset in split(raw.pieces, raw.piece_offsets_s, raw.body_complete, latency):
             if data == "[DONE]":
                 saw_done = True
             else:
                 events.append(data)
                 offsets.append(offset)
-    elif record.body_complete:
-        text = b"".join(record.pieces).decode("utf-8", errors="replace")
+    elif raw.body_complete:
+        text = b"".join(raw.pieces).decode("utf-8", errors="replace")
         events.append(text)
-        offsets.append(record.piece_offsets_s[-1] if record.pieces else latency)
-    if error is None and not 200 <= status < 300 and record.body_complete:
-        text = " ".join(b"".join(record.pieces).decode("utf-8", errors="replace").split())
-        error = f"HTTP {status}: {text[:ERROR_BODY_CHARS] or 'no body'}"
-    elif error is None and record.body_complete and not record.pieces:
-        error = f"HTTP {status}: empty reply"
-    return dataclasses.replace(record, events=tuple(events), event_offsets_s=tuple(offsets), saw_done=saw_done,
-                               error=error, pieces=(), piece_offsets_s=(), body_complete=False)
+        offsets.append(raw.piece_offsets_s[-1] if raw.pieces else latency)
+    if raw.body_complete:
+        if error is None and not 200 <= status < 300:
+            text = " ".join(b"".join(raw.pieces).decode("utf-8", errors="replace").split())
+            error = f"HTTP {status}: {text[:ERROR_BODY_CHARS] or 'no body'}"
+        elif error is None and not raw.pieces:
+            error = f"HTTP {status}: empty reply"
+    return FinishedRecord(
+        seq=raw.seq, worker=raw.worker, scheduled_time=raw.scheduled_time, start_time=raw.start_time,
+        latency_s=raw.latency_s, status_code=raw.status_code, events=tuple(events),
+        event_offsets_s=tuple(offsets), error=error, transport_failed=raw.transport_failed,
+        is_stream=raw.is_stream, saw_done=saw_done, attempt=raw.attempt, reconnects=raw.reconnects,
+        final=raw.final)
 
 
 def split(pieces, offsets_s, complete: bool, end_s: float) -> list[tuple[str, float]]:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from engine.arguments import Arguments, redact_url
 from engine.errors import UsageError
+from engine.usage import CommandParser
 
 # The zero-argument run: a short sweep against the built-in mock server.
 DEFAULT_SWEEP_PARALLEL = [1, 4, 16]
@@ -30,11 +31,6 @@ class Extra:
     max_error_rate: float | None = None
     plots: bool = True
     test_connection: bool = True  # the pre-flight check (engine.preflight)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not usage + traceback
-        raise UsageError(f"{message} (see --help)")
 
 
 def _typed(kind, check, what):
@@ -59,7 +55,7 @@ BURST = _typed(float, lambda v: v > 0, "a number > 0 (1 = Poisson, inf = evenly 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="servegauge", description="Benchmark an LLM serving endpoint. Without --url, the "
+    p = CommandParser(prog="servegauge", description="Benchmark an LLM serving endpoint. Without --url, the "
                 "built-in mock server is started and benchmarked. Subcommands: mock, plugins, report, compare.")
     t = p.add_argument_group("target")
     t.add_argument("--url", help="endpoint, e.g. http://127.0.0.1:8000/v1/chat/completions (default: the mock)")
@@ -147,8 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra]:
-    ns = build_parser().parse_args(argv)
+def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
+    """The runs of the sweep and the command's other options; None once
+    --help has been printed."""
+    ns = build_parser().parse(argv)
+    if ns is None:
+        return None
     if ns.url:
         parts = urlsplit(ns.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -162,7 +162,7 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra]:
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
-            from engine.ray_pool import INSTALL_HINT
+            from engine.ray_cluster import INSTALL_HINT
 
             raise UsageError(INSTALL_HINT)
     elif ns.ray_address or ns.ray_workers:

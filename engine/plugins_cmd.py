@@ -2,17 +2,18 @@
 and why it cannot be used if it cannot."""
 from __future__ import annotations
 
-import argparse
-
+from engine.usage import CommandParser
 from plugins import registry
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="servegauge plugins", description=__doc__)
+    parser = CommandParser(prog="servegauge plugins", description=__doc__)
     parser.add_argument("--plugin-module", action="append", default=[], metavar="NAME_OR_FILE.py",
                         help="also import this module's registered plugins")
     parser.add_argument("--debug", action="store_true")
-    ns = parser.parse_args(argv)
+    ns = parser.parse(argv)
+    if ns is None:  # --help
+        return 0
     for spec in ns.plugin_module:
         registry.import_plugin_module(spec)
     for kind, title in (("api", "API plugins (--api)"), ("dataset", "Dataset plugins (--dataset)")):

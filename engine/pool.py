@@ -147,7 +147,7 @@ class WorkerPool:
         self._deadline.value = epoch_s
 
     def receive(self, timeout_s: float) -> list:
-        """The messages (RequestRecord, WorkerStats) that arrived within `timeout_s`."""
+        """The messages (RawRecord, WorkerStats) that arrived within `timeout_s`."""
         readers = {m.reader: m for m in self.members if m.open}
         if not readers:
             time.sleep(min(timeout_s, 0.01))

@@ -17,7 +17,8 @@ import socket
 import threading
 import time
 
-from engine.records import Job, RequestRecord, Target, WorkerStats
+from engine import installed_version
+from engine.records import Job, RawRecord, Target, WorkerStats
 from engine.worker import IDLE, EventGate, run_threads, tune_gc
 
 BATCH_S = 0.005  # a busy actor answers at most this often: records travel in batches
@@ -60,7 +61,7 @@ class _ActorResults:
     def __init__(self, cond: threading.Condition, buffer: list, offset_s: float):
         self._cond, self._buffer, self._offset = cond, buffer, offset_s
 
-    def put(self, record: RequestRecord) -> None:
+    def put(self, record: RawRecord) -> None:
         record = dataclasses.replace(record, scheduled_time=record.scheduled_time - self._offset,
                                      start_time=record.start_time - self._offset)
         with self._cond:
@@ -70,7 +71,7 @@ class _ActorResults:
 
 class LoadActor:
     """One load-generating actor: the same threads as a local worker
-    process.  Made a Ray actor class by `_actor_class()`."""
+    process.  Made a Ray actor class by `actor_class()`."""
 
     def __init__(self):
         self._cond = threading.Condition()
@@ -86,7 +87,7 @@ class LoadActor:
         import ray
 
         return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
-                "pid": os.getpid(), "version": _version()}
+                "pid": os.getpid(), "version": installed_version()}
 
     def clock(self) -> float:
         return time.time()
@@ -128,7 +129,7 @@ class LoadActor:
         self._gate.stop.set()
         self._jobs.stop()
 
-    def poll(self, wait_s: float) -> tuple[list[RequestRecord], list[int], WorkerStats | None]:
+    def poll(self, wait_s: float) -> tuple[list[RawRecord], list[int], WorkerStats | None]:
         """(records since the last poll, seqs being sent, final stats once the
         threads have all stopped).  Answers at once when there is something,
         but not more often than every BATCH_S."""
@@ -149,7 +150,9 @@ class LoadActor:
 _ACTOR_CLASS = None
 
 
-def _actor_class(ray):
+def actor_class(ray):
+    """LoadActor as a Ray actor class, made once (the driver side,
+    engine.ray_pool, creates the actors from it)."""
     global _ACTOR_CLASS
     if _ACTOR_CLASS is None:
         # num_cpus=0: placement is ours (one node each, by node id); no
@@ -158,11 +161,3 @@ def _actor_class(ray):
                                   max_task_retries=0)(LoadActor)
     return _ACTOR_CLASS
 
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("servegauge")
-    except PackageNotFoundError:
-        return "0+unknown"

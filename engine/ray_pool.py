@@ -1,21 +1,11 @@
 """The Ray backend (`--backend ray`): the worker loop of engine.worker run
-as Ray actors spread over the nodes of a cluster, behind the interface the
-runner uses from engine.pool.WorkerPool (`jobs`, `results`, `reap_dead()`,
-`send_stop()`, `in_flight()`, `alive()`, `terminate()`, `members`,
-`total_threads`).  The coordinator, the scheduler and the database writer
-stay in the driver; only Jobs and RequestRecords cross, in batches.
-
-Each actor runs `engine.worker.run_threads`: T threads, each with its own
-transport.Sender, stamping exactly as a local worker process does, so the
-numbers of both backends mean the same thing.
-
-Time.  Jobs carry their scheduled send time as driver epoch seconds.  Before
-an actor starts, the driver probes its clock a few times and keeps the probe
-with the smallest round trip: offset = actor_time - (t_send + t_recv) / 2.
-The actor adds the offset to every scheduled time it is given and subtracts
-it from the epoch stamps (`scheduled_time`, `start_time`) of every record it
-returns; durations are differences of the actor's own stamps (its clock and
-its kernel's receive stamps) and never cross machines.
+as Ray actors over the nodes of a cluster, behind engine.pool_api.Pool as
+the local engine.pool.WorkerPool is.  The coordinator, the scheduler and the
+database writer stay in the driver; only Jobs and RawRecords cross, in
+batches.  Each actor runs `engine.worker.run_threads`, stamping exactly as a
+local worker process does, so the numbers of both backends mean the same.
+Reaching the cluster, placing and starting the actors, and their clocks:
+engine.ray_cluster.
 
 Flow.  A dispatcher thread moves Jobs from `jobs` (a bounded local queue the
 runner's feeder fills) to the actors, batched, to whichever has the most
@@ -44,133 +34,27 @@ actor side: LoadActor and what it uses), and only when the backend is chosen.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 import queue
 import select
 import signal
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
 
 from engine.errors import UsageError
 from engine.pool import release_wakeup_fd, split_threads
-from engine.ray_actor import _actor_class, _version
-from engine.records import Job, RequestRecord, Target, WorkerStats
+from engine.ray_cluster import (Member, alive_nodes, connect, create_actors, death_cause, import_ray,
+                                 kill_actors, node_labels, placement, start_actors)
+from engine.records import Job, RawRecord, Target, WorkerStats
 
-INSTALL_HINT = ("--backend ray needs Ray, which is not installed: pip install 'servegauge[ray]' "
-                "(in a checkout: pip install -e '.[ray]')")
-CLOCK_PROBES = 8  # round trips per actor; the fastest one gives the offset
 POLL_WAIT_S = 0.2  # an idle actor answers a poll after this long with nothing
-START_TIMEOUT_S = 120.0  # actors placed and started (a busy cluster may need to start workers)
 SUBMIT_TIMEOUT_S = 10.0
 UNAVAILABLE_LIMIT_S = 30.0  # an actor unreachable this long is taken for dead
 NO_ACTOR = "no Ray actor left to send it"
 
 
-def import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise UsageError(INSTALL_HINT) from None
-    return ray
-
-
-@dataclass
-class _Member:
-    index: int
-    name: str  # "<node>/w<index>", the `worker` of its rows
-    node: str
-    node_id: str
-    actor: object
-    n_threads: int
-    capacity: int  # jobs it may hold: its threads' and as many queued
-    info: dict = field(default_factory=dict)
-    assigned: dict = field(default_factory=dict)  # seq -> Job sent to it, no final record yet
-    sending: set = field(default_factory=set)  # seqs its threads were sending at its last reply
-    requests: int = 0  # final records received
-    stopped: bool = False  # told to stop once its queue is empty
-    finished: bool = False  # its threads have all stopped
-    dead: bool = False
-    unavailable_since: float | None = None
-    offset_s: float = 0.0  # its clock minus the driver's
-
-    @property
-    def accepting(self) -> bool:
-        return not (self.dead or self.finished)
-
-
-def connect(address: str | None) -> bool:
-    """ray.init: to `address`, or with "auto"/None to the running cluster,
-    else to a local Ray started for this process.  Returns True when a local
-    one was started.  Our signal handlers survive (ray.init sets its own)."""
-    ray = import_ray()
-    if ray.is_initialized():
-        return False
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    quiet = {"logging_level": "ERROR", "log_to_driver": False}
-    started = False
-    try:
-        if address in (None, "", "auto") and not os.environ.get("RAY_ADDRESS"):
-            try:
-                ray.init(address="auto", **quiet)
-            except ConnectionError:  # no cluster running: one of our own, for this run
-                ray.init(include_dashboard=False, object_store_memory=100 * 2**20, **quiet)
-                started = True
-        else:  # an address given (here or in RAY_ADDRESS) is that cluster or an error
-            ray.init(address=address or "auto", **quiet)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise UsageError(f"--ray-address {address}: cannot connect to a Ray cluster: "
-                         + " ".join(str(exc).split())[:300]) from None
-    finally:
-        for sig, handler in handlers.items():
-            if handler is not None:
-                signal.signal(sig, handler)
-    return started
-
-
-def alive_nodes(ray) -> list[dict]:
-    """Alive nodes, the head first."""
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    return sorted(nodes, key=lambda n: ("node:__internal_head__" not in n.get("Resources", {}),
-                                        n.get("NodeManagerAddress", ""), n["NodeID"]))
-
-
-def node_labels(nodes: list[dict]) -> dict[str, str]:
-    """node id -> the name its rows carry: the IP, plus the start of the node
-    id where several nodes share an IP (nodes on one machine)."""
-    ips = collections.Counter(n.get("NodeManagerAddress", "?") for n in nodes)
-    return {n["NodeID"]: (n.get("NodeManagerAddress", "?") if ips[n.get("NodeManagerAddress", "?")] == 1
-                          else f"{n.get('NodeManagerAddress', '?')}-{n['NodeID'][:6]}") for n in nodes}
-
-
-def placement(nodes: list[dict], n_actors: int | None) -> list[dict]:
-    """Which node each actor goes to: round robin, weighted by the nodes'
-    CPUs (a node with 4 CPUs gets 4 actors per 1 of a node with 1).
-    Without `n_actors`: one actor per CPU of the cluster."""
-    cpus = [max(1, int(n.get("Resources", {}).get("CPU", 1))) for n in nodes]
-    order = [node for r in range(max(cpus)) for node, c in zip(nodes, cpus) if c > r]
-    n = n_actors or len(order)
-    return [order[i % len(order)] for i in range(n)]
-
-
-def measure_clock(ray, actor, probes: int = CLOCK_PROBES) -> tuple[float, float]:
-    """(offset_s, rtt_s): the actor's clock minus the driver's, from the
-    probe with the smallest round trip."""
-    best = None
-    for _ in range(probes):
-        t_send = time.time()
-        remote = ray.get(actor.clock.remote(), timeout=START_TIMEOUT_S)
-        t_recv = time.time()
-        rtt = t_recv - t_send
-        if best is None or rtt < best[1]:
-            best = (remote - (t_send + t_recv) / 2.0, rtt)
-    return best
-
-
 class RayPool:
-    """WorkerPool's interface over Ray actors (see the module docstring)."""
+    """engine.pool_api.Pool over Ray actors (see the module docstring)."""
 
     def __init__(self, target: Target, parallel: int, workers: int | None, queue_ahead: int,
                  address: str | None = "auto"):
@@ -181,11 +65,7 @@ class RayPool:
             raise UsageError(f"--ray-address {address}: the Ray cluster has no alive node")
         places = placement(nodes, workers)
         self.threads = split_threads(parallel, len(places))
-        labels = node_labels(nodes)
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        cls = _actor_class(ray)
-        self.members: list[_Member] = []
+        self.members: list[Member] = []
         self._lock = threading.Condition()
         self._reports: list[tuple[str, list[int]]] = []
         self._backlog: collections.deque = collections.deque()
@@ -199,16 +79,11 @@ class RayPool:
         self.results: queue.Queue = queue.Queue()
         self._t0 = time.monotonic()
         try:
-            for i, n in enumerate(self.threads):
-                node = places[i]
-                actor = cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-                                    name=None).remote()
-                label = labels[node["NodeID"]]
-                self.members.append(_Member(i, f"{label}/w{i}", label, node["NodeID"], actor, n, 2 * n,
-                                            info={"ip": node.get("NodeManagerAddress")}))
-            self._start_actors(ray, target, started_local)
+            # Into self.members as each is made, so a failure kills the ones made so far.
+            create_actors(ray, places, self.threads, node_labels(nodes), self.members)
+            start_actors(ray, self.members, target, started_local)
         except BaseException:  # Ctrl-C included: no actor is left behind
-            self._kill_actors()
+            kill_actors(ray, self.members)
             raise
         # The signal wake-up fd: a byte here (a signal's number) stops every actor.
         self._wake_r, self._wake_w = os.pipe()
@@ -219,29 +94,6 @@ class RayPool:
         self._dispatcher.start()
         self._receiver.start()
         self._stopper.start()
-
-    def _start_actors(self, ray, target: Target, started_local: bool) -> None:
-        try:
-            hellos = ray.get([m.actor.hello.remote() for m in self.members], timeout=START_TIMEOUT_S)
-        except ray.exceptions.GetTimeoutError:
-            raise UsageError(f"Ray actors did not start within {START_TIMEOUT_S:g} s "
-                             "(is the cluster short of resources?)") from None
-        except ray.exceptions.RayError as exc:
-            raise UsageError("a Ray actor could not start: is servegauge installed, the same version, on "
-                             f"every node? ({' '.join(str(exc).split())[:300]})") from None
-        mine, warned = _version(), set()
-        for m, hello in zip(self.members, hellos):
-            if hello.get("version") != mine and m.node not in warned:
-                warned.add(m.node)
-                print(f"servegauge: warning: node {m.node} runs servegauge {hello.get('version')}, this machine "
-                      f"{mine}: install the same version everywhere", file=sys.stderr)
-            offset, rtt = measure_clock(ray, m.actor)
-            m.info.update(hello)
-            m.info.update({"clock_offset_ms": round(offset * 1000.0, 3), "clock_rtt_ms": round(rtt * 1000.0, 3),
-                           "local_ray": started_local})
-            m.offset_s = offset
-        ray.get([m.actor.start.remote(m.name, target, m.n_threads, m.offset_s) for m in self.members],
-                timeout=START_TIMEOUT_S)
 
     # -- the runner's interface ----------------------------------------------------
     @property
@@ -262,7 +114,7 @@ class RayPool:
             self._deadline = epoch_s
 
     def receive(self, timeout_s: float) -> list:
-        """The messages (RequestRecord, WorkerStats) that arrived within `timeout_s`."""
+        """The messages (RawRecord, WorkerStats) that arrived within `timeout_s`."""
         try:
             messages = [self.results.get(timeout=timeout_s)]
         except queue.Empty:
@@ -322,7 +174,7 @@ class RayPool:
             lost = sorted(s for m in self.members if m.accepting for s in m.sending if s in m.assigned)
             lost += [s for _, seqs in self._reports for s in seqs]
             self._reports = []
-        self._kill_actors()
+        kill_actors(ray, self.members)
         messages = []
         while True:
             try:
@@ -372,13 +224,6 @@ class RayPool:
     terminate = shutdown
 
     # -- inside ---------------------------------------------------------------------
-    def _kill_actors(self) -> None:
-        for m in self.members:
-            try:
-                self._ray.kill(m.actor, no_restart=True)
-            except Exception:  # already gone
-                pass
-
     def _take_jobs(self, room: int) -> list[Job]:
         """Up to `room` jobs: those of a dead actor first, then new ones."""
         batch: list[Job] = []
@@ -493,12 +338,12 @@ class RayPool:
                     retry_at[m.index] = time.monotonic() + 0.2
                 continue
             except ray.exceptions.RayError as exc:  # RayActorError: the actor or its node died
-                self._died(m, _cause(exc))
+                self._died(m, death_cause(exc))
                 continue
             m.unavailable_since = None
             self._received(m, records, sending, stats)
 
-    def _received(self, m: _Member, records: list[RequestRecord], sending: list[int],
+    def _received(self, m: Member, records: list[RawRecord], sending: list[int],
                   stats: WorkerStats | None) -> None:
         for record in records:  # into the runner's queue before they leave `in_flight`
             self.results.put(record)
@@ -517,10 +362,10 @@ class RayPool:
                 # no one will send them.
                 if not self._stopped and not (self._deadline is not None and time.time() >= self._deadline):
                     self._requeue(leftover)
-                self.results.put(self._stats(m, stats))
+                self.results.put(m.figures(stats))
             self._lock.notify_all()
 
-    def _died(self, m: _Member, cause: str) -> None:
+    def _died(self, m: Member, cause: str) -> None:
         with self._lock:
             if m.dead:
                 return
@@ -533,8 +378,8 @@ class RayPool:
             m.sending = set()
             self._reports.append((f"{m.name} ({cause})", sending))
             self._requeue(leftover)
-            self.results.put(self._stats(m, WorkerStats(worker=m.name, cpu_s=0.0,
-                                                        wall_s=time.monotonic() - self._t0), died=cause))
+            self.results.put(m.figures(WorkerStats(worker=m.name, cpu_s=0.0, wall_s=time.monotonic() - self._t0),
+                                       died=cause))
             self._lock.notify_all()
 
     def _requeue(self, jobs: list[Job]) -> None:
@@ -546,21 +391,3 @@ class RayPool:
         else:
             self._reports.append((NO_ACTOR, [j.seq for j in jobs]))
 
-    def _stats(self, m: _Member, stats: WorkerStats, died: str | None = None) -> WorkerStats:
-        """The actor's own figures plus what only the driver knows: its node,
-        clock offset, and how many requests it completed."""
-        extra = {"backend": "ray", "node": m.node, "node_id": m.node_id, "threads": m.n_threads,
-                 "requests": m.requests, **m.info}
-        if died:
-            extra["died"] = died
-        return dataclasses.replace(stats, extra=extra)
-
-
-def _cause(exc: BaseException) -> str:
-    """A few words on why an actor is gone, from Ray's (long) message."""
-    text = " ".join(str(exc).split()).lower()
-    if "its node has died" in text or "node died" in text or "node is dead" in text:
-        return "node died"
-    if "worker process has died" in text or "killed" in text:
-        return "actor process died"
-    return "actor died"

@@ -2,7 +2,8 @@
 
 A leaf module: anyone may import it, it imports nothing of ours.  Workers
 never pass Response objects around; they turn what arrived into a
-RequestRecord of raw timestamps, and metrics are derived later.
+RawRecord of raw timestamps; the coordinator makes it a FinishedRecord
+(engine.events) and derives the row from that (engine.derive).
 """
 from __future__ import annotations
 
@@ -43,8 +44,52 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """What one worker thread observed for one Job: raw facts only."""
+class Sent:
+    """A dispatched job as the coordinator keeps it until its record comes
+    back: the Job the worker has, the body it was built from (the API plugin
+    reads it again to judge the reply) and the body as stored in the
+    database (`request`, base64 pickle), encoded before the clock starts."""
+
+    job: Job
+    body: dict
+    request_b64: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """What one worker thread observed for one Job: raw facts only, made in
+    the worker (engine.transport), turned into a FinishedRecord in the
+    coordinator (engine.events.finish)."""
+
+    seq: int
+    worker: str
+    scheduled_time: float  # epoch; when the thread meant to send it
+    start_time: float  # epoch at send
+    latency_s: float | None  # send to last byte (or to the failure)
+    status_code: int | None
+    # The body as the worker thread read it: the pieces urllib3 handed over,
+    # the arrival of the read that completed each (seconds since send), and
+    # whether the body ended well.
+    pieces: tuple[bytes, ...] = ()
+    piece_offsets_s: tuple[float, ...] = ()
+    body_complete: bool = False
+    error: str | None = None
+    # Set when the worker could not reach the server or the transfer broke;
+    # a non-2xx status or an error event is judged by the coordinator.
+    transport_failed: bool = False
+    is_stream: bool = True  # the reply was an event stream
+    retry_after_s: float | None = None  # the server's Retry-After, when it sent one
+    attempt: int = 0  # 0 for the first try; see --retries
+    # Times the kept-alive connection was found closed by the server when
+    # this request went out (engine.transport.Sender.exchange).
+    reconnects: int = 0
+    final: bool = True  # False when another attempt of the same job follows
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRecord:
+    """A RawRecord with its body split into events (engine.events.finish):
+    what engine.derive turns into a row."""
 
     seq: int
     worker: str
@@ -58,25 +103,12 @@ class RequestRecord:
     # Arrival of each element of `events`, seconds since send.
     event_offsets_s: tuple[float, ...] = ()
     error: str | None = None
-    # Set when the worker could not reach the server or the transfer broke;
-    # a non-2xx status or an error event is judged by the coordinator.
-    transport_failed: bool = False
+    transport_failed: bool = False  # as RawRecord's
     is_stream: bool = True  # the reply was an event stream
     saw_done: bool = False  # the stream carried the `[DONE]` sentinel
-    retry_after_s: float | None = None  # the server's Retry-After, when it sent one
-    attempt: int = 0  # 0 for the first try; see --retries
-    # Times the kept-alive connection was found closed by the server when
-    # this request went out (engine.transport.Sender.exchange).
+    attempt: int = 0
     reconnects: int = 0
-    final: bool = True  # False when another attempt of the same job follows
-    # The body as a worker thread read it, before it becomes `events`
-    # (engine.events.finish, run by the coordinator): the pieces urllib3
-    # handed over, the arrival of the read that completed each (seconds since
-    # send), and whether the body ended well.  Emptied when the events are
-    # filled in.
-    pieces: tuple[bytes, ...] = ()
-    piece_offsets_s: tuple[float, ...] = ()
-    body_complete: bool = False
+    final: bool = True
 
 
 @dataclass(frozen=True, slots=True)

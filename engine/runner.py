@@ -1,5 +1,5 @@
 """The coordinator of one run: dataset -> API plugin -> Jobs -> workers ->
-RequestRecords -> rows in the database; then the report.
+RawRecords -> rows in the database; then the report.
 
 The coordinator is the only writer of the database.  Every Job a worker
 sent ends as exactly one row (one per attempt with --retries): its record,
@@ -10,29 +10,26 @@ been read (engine.pool), so no record is left in a pipe when it is saved.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
-import queue
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
-from engine import events, interrupts, transport
-from engine.arguments import REDACTED, Arguments
-from engine.derive import ParseWatch, to_row
+from engine import installed_version, interrupts, transport
+from engine.arguments import Arguments
 from engine.errors import DatasetError, PluginFailed, Terminated, UsageError
 from engine.pool import WorkerPool
+from engine.pool_api import Pool
 from engine.progress import Progress
-from engine.records import Job, RequestRecord, Target, WorkerStats
-from engine.scheduler import send_offsets_s
+from engine.records import Job, Sent, Target, WorkerStats
+from engine.run_state import RunState
 from engine.store import DB_NAME, ResultStore, encode_pickle
 from plugins import registry
 from plugins.tokenizer import load_tokenizer
 
-RATE_LEAD_S = 0.1  # open loop: the first request is due this long after set-up
 COLLECT_POLL_S = 0.1
 MAX_SKIPPED_IN_A_ROW = 100_000
 STOP_TIMEOUT_S = 10.0
@@ -92,8 +89,8 @@ def _empty_hint(p: Arguments) -> str:
     return f" (is --dataset-path {p.dataset_path} empty?)" if p.dataset_path else ""
 
 
-def _jobs(args: Arguments, api, dataset) -> Iterator[tuple[Job, dict, str]]:
-    """(Job, body, base64 request) for every request, warm-up first, in send order."""
+def _jobs(args: Arguments, api, dataset) -> Iterator[Sent]:
+    """A Sent (Job, body, base64 request) for every request, warm-up first, in send order."""
     seq = itertools.count()
     limit = None if args.number is None else args.number + args.warmup_num
     produced = skipped = 0
@@ -110,136 +107,13 @@ def _jobs(args: Arguments, api, dataset) -> Iterator[tuple[Job, dict, str]]:
         n = next(seq)
         job = Job(seq=n, request_id=uuid.uuid4().hex, payload=_json_bytes(body), is_warmup=n < args.warmup_num)
         produced += 1
-        yield job, body, encode_pickle(body)
+        yield Sent(job, body, encode_pickle(body))
 
 
 def _json_bytes(body: dict) -> bytes:
     import json
 
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-class _Run:
-    """State of one run, shared by the feeder thread and the collector."""
-
-    def __init__(self, args: Arguments, api, count_tokens, store: ResultStore, progress: Progress):
-        self.args, self.api, self.count_tokens, self.store, self.progress = args, api, count_tokens, store, progress
-        self.pending: dict[int, tuple[Job, dict, str]] = {}  # dispatched, no final record yet
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.feeding_done = threading.Event()
-        self.warmup_done = threading.Event()
-        self.feed_error: BaseException | None = None
-        self.deadline: float | None = None  # epoch: --duration ends here (set by the feeder)
-        self.max_failed: int | None = None  # more failed requests than this stop the run
-        self.failed = 0
-        self.rows = 0
-        self.warmup_left = args.warmup_num
-        self.parse_watch = ParseWatch(api, args.api, say=progress.note)
-        if self.warmup_left == 0:
-            self.warmup_done.set()
-
-    # --- feeder ----------------------------------------------------------
-    def feed(self, pool: WorkerPool, jobs: Iterator[tuple[Job, dict, str]]) -> None:
-        args = self.args
-        try:
-            offsets = send_offsets_s(args.rate, args.burstiness, args.seed, args.number)
-            t0 = deadline = None
-            for job, body, request_b64 in jobs:
-                if self.stop.is_set():
-                    return
-                if job.is_warmup:
-                    scheduled = None
-                else:
-                    if t0 is None:  # measured requests start after the warm-up
-                        while not self.warmup_done.wait(0.1):
-                            if self.stop.is_set():
-                                return
-                        pool.wait_ready(stop=self.stop)
-                        if self.stop.is_set():
-                            return
-                        t0 = time.time() + (RATE_LEAD_S if args.rate is not None else 0.0)
-                        if args.duration is not None:
-                            # Workers check it at the send; the feeder only stops queueing.
-                            deadline = self.deadline = t0 + args.duration
-                            pool.set_deadline(deadline)
-                    offset = next(offsets)
-                    scheduled = None if offset is None else t0 + offset
-                    due = scheduled if scheduled is not None else time.time()
-                    if deadline is not None and due >= deadline:
-                        return
-                    job = Job(job.seq, job.request_id, job.payload, scheduled, False)
-                with self.lock:
-                    self.pending[job.seq] = (job, body, request_b64)
-                while True:
-                    if self.stop.is_set() or (deadline is not None and time.time() >= deadline):
-                        return  # left pending: never sent, forgotten at the end
-                    try:
-                        pool.jobs.put(job, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-        except BaseException as exc:  # reported by the collector in the main thread
-            if not self.stop.is_set():  # (once stopped, the pool may be closing under it)
-                self.feed_error = exc
-        finally:
-            self.feeding_done.set()
-
-    # --- collector ---------------------------------------------------------
-    def take(self, message, stats: list[WorkerStats]) -> None:
-        if isinstance(message, RequestRecord):
-            self.record(message)
-        elif isinstance(message, WorkerStats):
-            stats.append(message)
-
-    def record(self, record: RequestRecord) -> None:
-        with self.lock:
-            entry = self.pending.pop(record.seq, None) if record.final else self.pending.get(record.seq)
-        if entry is None:  # already accounted for (e.g. its worker was declared dead)
-            return
-        job, body, request_b64 = entry
-        record = events.finish(record)
-        if self.args.api_key:
-            record = _redact(record, self.args.api_key)
-        row = to_row(record, body, request_b64, job.request_id, job.is_warmup, self.api, self.count_tokens,
-                     self.parse_watch)
-        self.store.add(row)
-        if not record.final:  # an attempt that --retries will repeat: a row of its own, not a result
-            self.progress.on_attempt(bool(row["success"]))
-            return
-        self.rows += 1
-        if not row["success"]:
-            self.failed += 1
-        if job.is_warmup:
-            self.warmup_left -= 1
-            if self.warmup_left <= 0:
-                self.warmup_done.set()
-        self.progress.on_done(bool(row["success"]), row["completion_tokens"])
-        if not self.stop.is_set() and self.parse_watch.hopeless():  # every request so far unreadable
-            raise PluginFailed(self.parse_watch.line)
-
-    def fail(self, seqs: list[int], reason: str, worker: str = "-") -> None:
-        """Record requests that will never get a record from a worker."""
-        for seq in seqs:
-            with self.lock:
-                entry = self.pending.get(seq)
-            if entry is None:
-                continue
-            job = entry[0]
-            now = time.time()
-            scheduled = job.scheduled_time if job.scheduled_time is not None else now
-            self.record(RequestRecord(seq=seq, worker=worker, scheduled_time=scheduled,
-                                      start_time=min(scheduled, now), latency_s=None, status_code=None,
-                                      error=reason, transport_failed=True, is_stream=self.args.stream))
-
-    def forget_unsent(self) -> int:
-        """Once every worker has ended and all it wrote has been read, a job
-        still pending was never sent (stopped, or past the deadline, when a
-        thread took it; or still queued): it gets no row."""
-        with self.lock:
-            left = len(self.pending)
-            self.pending.clear()
-        return left
 
 
 def check_inputs(args: Arguments) -> None:
@@ -250,7 +124,7 @@ def check_inputs(args: Arguments) -> None:
     load_tokenizer(args.tokenizer_path)
     next(_jobs(args, api, dataset))
     if args.backend == "ray":
-        from engine.ray_pool import import_ray
+        from engine.ray_cluster import import_ray
 
         import_ray()
 
@@ -295,13 +169,13 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True,
 
 
 def _run(args: Arguments, api, tokenizer, jobs, folder: str, db_path: str, label: str, show_progress: bool,
-         pool, max_failed: int | None) -> RunResult:
+         pool: Pool, max_failed: int | None) -> RunResult:
     os.makedirs(folder, exist_ok=True)
     store = ResultStore(db_path)
-    store.start_run(os.path.basename(folder), args.public_dict(), args.backend, _version())
+    store.start_run(os.path.basename(folder), args.public_dict(), args.backend, installed_version())
     total = None if args.number is None else args.number + args.warmup_num
     progress = Progress(label or os.path.basename(folder), total, enabled=show_progress)
-    run = _Run(args, api, tokenizer.count if tokenizer else None, store, progress)
+    run = RunState(args, api, tokenizer.count if tokenizer else None, store, progress)
     run.max_failed = max_failed
     stats: list[WorkerStats] = []
     status = "completed"
@@ -351,8 +225,8 @@ def _run(args: Arguments, api, tokenizer, jobs, folder: str, db_path: str, label
     return result
 
 
-def _make_pool(args: Arguments, target: Target):
-    """The workers of a run: local processes, or Ray actors (same interface)."""
+def _make_pool(args: Arguments, target: Target) -> Pool:
+    """The workers of a run: local processes, or Ray actors (engine.pool_api.Pool)."""
     if args.backend == "ray":
         from engine.ray_pool import RayPool  # imports ray: only when asked for
 
@@ -361,7 +235,7 @@ def _make_pool(args: Arguments, target: Target):
     return WorkerPool(target, args.parallel, args.workers, queue_ahead=args.parallel + 8)
 
 
-def _collect(run: _Run, pool: WorkerPool, stats: list[WorkerStats]) -> str:
+def _collect(run: RunState, pool: Pool, stats: list[WorkerStats]) -> str:
     """Until every worker has ended: "done"; or "interrupted" (a signal),
     "tripped" (more failures than run.max_failed), "overtime" (requests
     still in flight --grace after --duration ended), "error" (the feeder
@@ -388,13 +262,13 @@ def _collect(run: _Run, pool: WorkerPool, stats: list[WorkerStats]) -> str:
             return "overtime"
 
 
-def _reap(run: _Run, pool) -> None:
+def _reap(run: RunState, pool: Pool) -> None:
     for worker, seqs in pool.reap_dead():
         name, known, _ = worker.partition(" (")  # "w1 (exit -9)": the row says which worker
         run.fail(seqs, f"worker died: {worker}", worker=name if known else "-")
 
 
-def _stop(run: _Run, pool: WorkerPool, stats: list[WorkerStats], grace_s: float, signals: int) -> None:
+def _stop(run: RunState, pool: Pool, stats: list[WorkerStats], grace_s: float, signals: int) -> None:
     """A stop: nothing more is sent (after a signal the workers had it first,
     through the pipe); in-flight requests get `grace_s`; one signal more than
     the `signals` that caused the stop ends it now (a second Ctrl-C)."""
@@ -413,24 +287,6 @@ def _stop(run: _Run, pool: WorkerPool, stats: list[WorkerStats], grace_s: float,
         pass
 
 
-def _redact(record: RequestRecord, secret: str) -> RequestRecord:
-    """A server may echo the key back ("invalid key sk-..."): it never
-    reaches the database."""
-    if secret in (record.error or "") or any(secret in e for e in record.events):
-        return dataclasses.replace(record, error=record.error and record.error.replace(secret, REDACTED),
-                                   events=tuple(e.replace(secret, REDACTED) for e in record.events))
-    return record
-
-
 def _stats_dict(s: WorkerStats) -> dict:
     return {"worker": s.worker, "cpu_s": round(s.cpu_s, 4), "wall_s": round(s.wall_s, 4),
             "peak_rss_mb": round(s.peak_rss_mb, 1), **s.extra}
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("servegauge")
-    except PackageNotFoundError:
-        return "0+unknown"

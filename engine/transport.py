@@ -1,4 +1,4 @@
-"""One HTTP exchange through requests, timed: Job in, raw RequestRecord out.
+"""One HTTP exchange through requests, timed: Job in, RawRecord out.
 
 The worker thread owns the socket and the clock; requests and urllib3 own
 HTTP (engine.connection puts the clock under them).  Each thread prepares
@@ -28,7 +28,7 @@ import requests
 import urllib3
 
 from engine import connection
-from engine.records import Job, RequestRecord, Target
+from engine.records import Job, RawRecord, Target
 
 MAX_RESPONSE_BYTES = 64 * 2**20  # no completion is this large: stop reading, keep what came
 READ_SIZE = 65536  # an upper bound: a read returns whatever has arrived
@@ -100,7 +100,7 @@ class Sender:
         except Exception:
             self._kept = False
 
-    def exchange(self, job: Job, worker: str) -> RequestRecord:
+    def exchange(self, job: Job, worker: str) -> RawRecord:
         """Send the job now and record what arrived, and when.  A kept-alive
         connection the server closed is not the request's failure: when one
         yields nothing at all of the reply, the request is sent once more on
@@ -131,7 +131,7 @@ class Sender:
             self.warm()  # the next job starts on an open connection, as the first did
         return dataclasses.replace(record, reconnects=reconnects) if reconnects else record
 
-    def _once(self, job: Job, worker: str, scheduled: float) -> RequestRecord:
+    def _once(self, job: Job, worker: str, scheduled: float) -> RawRecord:
         meter = self.meter
         pieces: list[bytes] = []
         marks: list = []
@@ -175,7 +175,7 @@ class Sender:
             transport_failed = True
         start = meter.sent_at if meter.sent_at is not None else started
         end = connection.arrival_s(end_mark) if end_mark is not None else time.time()
-        return RequestRecord(
+        return RawRecord(
             seq=job.seq, worker=worker, scheduled_time=scheduled, start_time=start, latency_s=end - start,
             status_code=status, error=error, transport_failed=transport_failed, is_stream=is_sse,
             retry_after_s=retry_after, pieces=tuple(pieces),

@@ -1,6 +1,6 @@
 """A worker process: T threads, each with its own requests adapter and
 keep-alive connection (engine.transport), pulling Jobs from a shared queue
-and pushing RequestRecords back.
+and pushing RawRecords back.
 
 Blocking I/O releases the GIL, so threads give concurrency within a
 process; several processes keep one process's GIL from delaying every
@@ -29,7 +29,7 @@ import time
 from typing import Callable
 
 from engine import transport
-from engine.records import Job, RequestRecord, Target, WorkerStats
+from engine.records import Job, RawRecord, Target, WorkerStats
 
 IDLE = -1  # slot value: this thread has no request in flight
 PARENT_CHECK_S = 1.0  # how often an idle thread checks that the coordinator lives
@@ -161,7 +161,7 @@ def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base:
     """The worker loop, shared by a local worker process and a Ray actor
     (engine.ray_actor): `n_threads` threads, each with its own
     transport.Sender, take Jobs from `jobs` (`get(timeout=)`; None = stop),
-    put each RequestRecord into `results` (`put(record)`), and hold the seq
+    put each RawRecord into `results` (`put(record)`), and hold the seq
     they are sending in `slots[slot_base + t]`.  Before each send a thread
     asks `gate` (wait_to_send); once the gate says no, the thread stops.
     Returns when every thread has stopped; `orphaned()` is asked while idle
@@ -232,16 +232,16 @@ def _closed(gate) -> bool:
     return deadline is not None and time.time() >= deadline
 
 
-def _attempt(sender: transport.Sender, target: Target, job: Job, worker: str) -> RequestRecord:
+def _attempt(sender: transport.Sender, target: Target, job: Job, worker: str) -> RawRecord:
     try:
         return sender.exchange(job, worker)
     except BaseException as exc:  # never lose a request to our own bug
-        return RequestRecord(seq=job.seq, worker=worker, scheduled_time=job.scheduled_time or time.time(),
-                             start_time=time.time(), latency_s=None, status_code=None,
-                             error=f"client error: {type(exc).__name__}: {exc}"[:300],
-                             transport_failed=True, is_stream=target.stream)
+        return RawRecord(seq=job.seq, worker=worker, scheduled_time=job.scheduled_time or time.time(),
+                         start_time=time.time(), latency_s=None, status_code=None,
+                         error=f"client error: {type(exc).__name__}: {exc}"[:300],
+                         transport_failed=True, is_stream=target.stream)
 
 
-def _retryable(record: RequestRecord) -> bool:
+def _retryable(record: RawRecord) -> bool:
     status = record.status_code
     return record.transport_failed or status == 429 or (status is not None and status >= 500)

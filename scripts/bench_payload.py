@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from engine import derive  # noqa: E402
 from engine.arguments import Arguments  # noqa: E402
-from engine.records import RequestRecord  # noqa: E402
+from engine.records import FinishedRecord, Job, Sent  # noqa: E402
 from plugins.api.openai import OpenaiPlugin  # noqa: E402
 from plugins.payload import Payload, as_payloads  # noqa: E402
 from scripts.benchlib import cpu_model  # noqa: E402
@@ -43,13 +43,13 @@ def stream(request: int, tokens: int) -> list[str]:
     return events
 
 
-def records(n: int, tokens: int) -> list[RequestRecord]:
+def records(n: int, tokens: int) -> list[FinishedRecord]:
     out = []
     for r in range(n):
         events = tuple(stream(r, tokens))
         offsets = tuple(0.05 + 0.01 * i for i in range(len(events)))
-        out.append(RequestRecord(seq=r, worker="w0", scheduled_time=1.0, start_time=1.0, latency_s=offsets[-1] + 0.001,
-                                 status_code=200, events=events, event_offsets_s=offsets, saw_done=True))
+        out.append(FinishedRecord(seq=r, worker="w0", scheduled_time=1.0, start_time=1.0, latency_s=offsets[-1] + 0.001,
+                                  status_code=200, events=events, event_offsets_s=offsets, saw_done=True))
     return out
 
 
@@ -66,10 +66,11 @@ def main() -> int:
     plugin = OpenaiPlugin(Arguments(url="http://127.0.0.1:8000/v1/chat/completions", model="mock-model"))
     recs = records(a.requests, a.events)
     n_events = sum(len(r.events) for r in recs)
+    sent = Sent(Job(seq=0, request_id="r", payload=b"{}"), {}, "")
 
     def run_rows():
         for rec in recs:
-            derive.to_row(rec, {}, "", "r", False, plugin)
+            derive.to_row(rec, sent, plugin)
 
     def with_str():
         derive.as_payloads = list
@@ -78,7 +79,7 @@ def main() -> int:
         finally:
             derive.as_payloads = as_payloads
 
-    check = derive.to_row(recs[0], {}, "", "r", False, plugin)
+    check = derive.to_row(recs[0], sent, plugin)
     assert check["success"] == 1 and check["completion_tokens"] == a.events, check
     best = {"str": float("inf"), "Payload": float("inf")}
     for _ in range(a.repeat):  # interleaved, so a busy neighbour slows both alike

@@ -38,6 +38,14 @@ def find_dbs(folder):
     return sorted(found)
 
 
+def sent_as(request_id, body=None):
+    """What the coordinator keeps of a dispatched job (engine.records.Sent),
+    for tests that call engine.derive.to_row on a record they made."""
+    from engine.records import Job, Sent
+
+    return Sent(Job(seq=0, request_id=request_id, payload=b"{}"), body or {}, "")
+
+
 @pytest.fixture(scope="session")
 def mock():
     """The project's own mock server, as a real subprocess on loopback."""

@@ -16,6 +16,19 @@ def test_every_usage_line_names_the_program_one_way(sub):
     assert proc.stdout.startswith(f"usage: servegauge {sub}".rstrip() + " "), proc.stdout[:80]
 
 
+@pytest.mark.parametrize("sub", ["", "mock", "plugins", "report", "compare"])
+def test_every_subcommand_says_a_bad_flag_in_one_line(sub):
+    """One parser for every subcommand (engine.usage.CommandParser): a flag it
+    does not know is one line that names it and where help is, exit 2, no
+    usage block and no traceback."""
+    positional = {"report": ["run"], "compare": ["a", "b"]}.get(sub, [])  # so the flag is what is wrong
+    proc = run_engine(*([sub] if sub else []), *positional, "--no-such-flag", timeout=60, check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "--no-such-flag" in lines[0] and f"(see servegauge {sub}".replace("  ", " ").rstrip() in lines[0]
+    assert lines[0].startswith(f"servegauge{' ' + sub if sub in ('report', 'compare') else ''}: error: "), lines[0]
+
+
 def test_prompt_length_flags_say_their_unit():
     text = " ".join(run_engine("--help", timeout=60).stdout.split())
     for flag in ("--min-prompt-length", "--max-prompt-length"):

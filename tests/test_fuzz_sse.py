@@ -8,6 +8,7 @@ import threading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import sent_as
 from engine import events, transport
 from engine.arguments import Arguments
 from engine.derive import to_row
@@ -77,7 +78,7 @@ def test_any_bytes_give_a_recorded_result(parts, chunked, status, content_type):
     sender = transport.Sender(target)
     record = events.finish(sender.exchange(Job(seq=0, request_id="r", payload=b"{}"), "w0"))
     sender.close()
-    row = to_row(record, {}, "", "r", False, PLUGIN)
+    row = to_row(record, sent_as("r"), PLUGIN)
     assert row["success"] in (0, 1)
     if row["success"] == 0:
         assert row["error"] and "\n" not in row["error"]

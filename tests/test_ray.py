@@ -196,7 +196,7 @@ def test_import_engine_does_not_import_ray():
 
 
 def test_placement_spreads_actors_by_cpu():
-    from engine.ray_pool import node_labels, placement
+    from engine.ray_cluster import node_labels, placement
 
     a = {"NodeID": "aaaaaa11", "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 2.0}}
     b = {"NodeID": "bbbbbb22", "NodeManagerAddress": "10.0.0.2", "Resources": {"CPU": 1.0}}
@@ -209,7 +209,7 @@ def test_placement_spreads_actors_by_cpu():
 
 
 def test_clock_offset_is_measured_from_the_fastest_round_trip():
-    from engine.ray_pool import measure_clock
+    from engine.ray_cluster import measure_clock
 
     skew = 1234.5
     delays = iter([0.02, 0.001, 0.03, 0.01])

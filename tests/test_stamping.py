@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import sent_as
 from engine import events, transport
 from engine.derive import to_row
 from engine.arguments import Arguments
@@ -113,7 +114,7 @@ def test_ttft_skips_role_only_and_empty_deltas():
     record = send(port)
     thread.join(5)
     plugin = OpenaiPlugin(Arguments(url="http://x/v1/chat/completions"))
-    row = to_row(record, {}, "", "r0", False, plugin)
+    row = to_row(record, sent_as("r0"), plugin)
     # the first two events arrive 0 and 100 ms after the headers; output starts with the third
     assert row["first_chunk_latency"] == pytest.approx(record.event_offsets_s[2])
     assert row["first_chunk_latency"] - record.event_offsets_s[0] == pytest.approx(2 * GAP_S, abs=0.03)
@@ -130,7 +131,7 @@ def test_a_stream_cut_before_it_says_why_it_stopped_is_a_failure():
     port, thread = serve_once("close", events, gap_s=0.01)
     record = send(port)
     thread.join(5)
-    row = to_row(record, {}, "", "r0", False, OpenaiPlugin(Arguments(url="http://x/v1/chat/completions")))
+    row = to_row(record, sent_as("r0"), OpenaiPlugin(Arguments(url="http://x/v1/chat/completions")))
     assert row["success"] == 0 and row["error"] == "stream ended without [DONE] or a finish_reason"
     assert row["n_chunks"] == 2  # what arrived is kept
 

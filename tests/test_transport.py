@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import find_dbs, rows, run_engine
+from conftest import find_dbs, rows, run_engine, sent_as
 from engine import events, transport
 from engine.arguments import Arguments
 from engine.derive import to_row
@@ -228,7 +228,7 @@ def test_every_status_the_mock_can_send_gives_a_row_that_says_why_it_failed():
                 record = events.finish(sender.exchange(Job(seq=status, request_id=f"s{status}", payload=body), "w0"))
             finally:
                 sender.close()
-            row = to_row(record, {}, "", f"s{status}", False, plugin)
+            row = to_row(record, sent_as(f"s{status}"), plugin)
             assert row["success"] == 0, status  # the mock's forced replies carry an error, even a 200
             assert row["error"] and "\n" not in row["error"], (status, row["error"])
             failed[status] = row["error"]

@@ -45,8 +45,11 @@ def _port(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """`parser_class`: `servegauge mock` lends the command line's own
+    (engine.usage.CommandParser, one-line errors); the mock imports nothing
+    of the client itself."""
+    p = parser_class(
         prog="servegauge mock",
         description="Built-in mock LLM server (OpenAI and DashScope protocols) with "
                     "configurable timing and per-request ground truth at GET /truth.")
@@ -111,8 +114,9 @@ def _announce(server: MockServer) -> None:
     print(f"servegauge mock listening on {server.base_url}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None,
+         parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> int:
+    parser = build_parser(parser_class)
     ns = parser.parse_args(argv)
     try:
         config = config_from_args(ns)

@@ -1,0 +1,161 @@
+"""The state of one run that the feeder thread and the collector share:
+which jobs were dispatched and have no final record yet (`pending`), and
+what each record becomes (events -> row -> database, progress, stop rules).
+
+The feeder (`feed`) puts each Job on the pool's queue at its time; the
+collector (engine.runner) hands every message the pool returns to `take`.
+A job ends as one row when its final record comes (`record`), as a failed
+row when its worker was lost (`fail`), or as none when it was never sent
+(`forget_unsent`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from typing import Iterator
+
+from engine import events
+from engine.arguments import REDACTED, Arguments
+from engine.derive import ParseWatch, to_row
+from engine.errors import PluginFailed
+from engine.pool_api import Message, Pool
+from engine.progress import Progress
+from engine.records import FinishedRecord, Job, RawRecord, Sent, WorkerStats
+from engine.scheduler import send_offsets_s
+from engine.store import ResultStore
+
+RATE_LEAD_S = 0.1  # open loop: the first request is due this long after set-up
+
+
+class RunState:
+    """State of one run, shared by the feeder thread and the collector."""
+
+    def __init__(self, args: Arguments, api, count_tokens, store: ResultStore, progress: Progress):
+        self.args, self.api, self.count_tokens, self.store, self.progress = args, api, count_tokens, store, progress
+        self.pending: dict[int, Sent] = {}  # dispatched, no final record yet
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.feeding_done = threading.Event()
+        self.warmup_done = threading.Event()
+        self.feed_error: BaseException | None = None
+        self.deadline: float | None = None  # epoch: --duration ends here (set by the feeder)
+        self.max_failed: int | None = None  # more failed requests than this stop the run
+        self.failed = 0
+        self.rows = 0
+        self.warmup_left = args.warmup_num
+        self.parse_watch = ParseWatch(api, args.api, say=progress.note)
+        if self.warmup_left == 0:
+            self.warmup_done.set()
+
+    # --- feeder ----------------------------------------------------------
+    def feed(self, pool: Pool, jobs: Iterator[Sent]) -> None:
+        args = self.args
+        try:
+            offsets = send_offsets_s(args.rate, args.burstiness, args.seed, args.number)
+            t0 = deadline = None
+            for sent in jobs:
+                job = sent.job
+                if self.stop.is_set():
+                    return
+                if job.is_warmup:
+                    scheduled = None
+                else:
+                    if t0 is None:  # measured requests start after the warm-up
+                        while not self.warmup_done.wait(0.1):
+                            if self.stop.is_set():
+                                return
+                        pool.wait_ready(stop=self.stop)
+                        if self.stop.is_set():
+                            return
+                        t0 = time.time() + (RATE_LEAD_S if args.rate is not None else 0.0)
+                        if args.duration is not None:
+                            # Workers check it at the send; the feeder only stops queueing.
+                            deadline = self.deadline = t0 + args.duration
+                            pool.set_deadline(deadline)
+                    offset = next(offsets)
+                    scheduled = None if offset is None else t0 + offset
+                    due = scheduled if scheduled is not None else time.time()
+                    if deadline is not None and due >= deadline:
+                        return
+                    job = Job(job.seq, job.request_id, job.payload, scheduled, False)
+                    sent = Sent(job, sent.body, sent.request_b64)
+                with self.lock:
+                    self.pending[job.seq] = sent
+                while True:
+                    if self.stop.is_set() or (deadline is not None and time.time() >= deadline):
+                        return  # left pending: never sent, forgotten at the end
+                    try:
+                        pool.jobs.put(job, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:  # reported by the collector in the main thread
+            if not self.stop.is_set():  # (once stopped, the pool may be closing under it)
+                self.feed_error = exc
+        finally:
+            self.feeding_done.set()
+
+    # --- collector ---------------------------------------------------------
+    def take(self, message: Message, stats: list[WorkerStats]) -> None:
+        if isinstance(message, RawRecord):
+            self.record(message)
+        elif isinstance(message, WorkerStats):
+            stats.append(message)
+
+    def record(self, raw: RawRecord) -> None:
+        with self.lock:
+            sent = self.pending.pop(raw.seq, None) if raw.final else self.pending.get(raw.seq)
+        if sent is None:  # already accounted for (e.g. its worker was declared dead)
+            return
+        record = events.finish(raw)
+        if self.args.api_key:
+            record = redact(record, self.args.api_key)
+        row = to_row(record, sent, self.api, self.count_tokens, self.parse_watch)
+        self.store.add(row)
+        if not record.final:  # an attempt that --retries will repeat: a row of its own, not a result
+            self.progress.on_attempt(bool(row["success"]))
+            return
+        self.rows += 1
+        if not row["success"]:
+            self.failed += 1
+        if sent.job.is_warmup:
+            self.warmup_left -= 1
+            if self.warmup_left <= 0:
+                self.warmup_done.set()
+        self.progress.on_done(bool(row["success"]), row["completion_tokens"])
+        if not self.stop.is_set() and self.parse_watch.hopeless():  # every request so far unreadable
+            raise PluginFailed(self.parse_watch.line)
+
+    def fail(self, seqs: list[int], reason: str, worker: str = "-") -> None:
+        """Record requests that will never get a record from a worker."""
+        for seq in seqs:
+            with self.lock:
+                sent = self.pending.get(seq)
+            if sent is None:
+                continue
+            job = sent.job
+            now = time.time()
+            scheduled = job.scheduled_time if job.scheduled_time is not None else now
+            self.record(RawRecord(seq=seq, worker=worker, scheduled_time=scheduled,
+                                  start_time=min(scheduled, now), latency_s=None, status_code=None,
+                                  error=reason, transport_failed=True, is_stream=self.args.stream))
+
+    def forget_unsent(self) -> int:
+        """Once every worker has ended and all it wrote has been read, a job
+        still pending was never sent (stopped, or past the deadline, when a
+        thread took it; or still queued): it gets no row."""
+        with self.lock:
+            left = len(self.pending)
+            self.pending.clear()
+        return left
+
+
+def redact(record: FinishedRecord, secret: str) -> FinishedRecord:
+    """A server may echo the key back ("invalid key sk-..."): it never
+    reaches the database."""
+    if secret in (record.error or "") or any(secret in e for e in record.events):
+        return dataclasses.replace(record, error=record.error and record.error.replace(secret, REDACTED),
+                                   events=tuple(e.replace(secret, REDACTED) for e in record.events))
+    return record
