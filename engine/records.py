@@ -56,10 +56,9 @@ class Sent:
 
 
 @dataclass(frozen=True, slots=True)
-class RawRecord:
-    """What one worker thread observed for one Job: raw facts only, made in
-    the worker (engine.transport), turned into a FinishedRecord in the
-    coordinator (engine.events.finish)."""
+class Observed:
+    """What both stages of a request's record say: which job, which worker,
+    and its clock (the worker thread's raw facts)."""
 
     seq: int
     worker: str
@@ -67,6 +66,14 @@ class RawRecord:
     start_time: float  # epoch at send
     latency_s: float | None  # send to last byte (or to the failure)
     status_code: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord(Observed):
+    """What one worker thread observed for one Job: raw facts only, made in
+    the worker (engine.transport), turned into a FinishedRecord in the
+    coordinator (engine.events.finish)."""
+
     # The body as the worker thread read it: the pieces urllib3 handed over,
     # the arrival of the read that completed each (seconds since send), and
     # whether the body ended well.
@@ -87,16 +94,10 @@ class RawRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class FinishedRecord:
+class FinishedRecord(Observed):
     """A RawRecord with its body split into events (engine.events.finish):
     what engine.derive turns into a row."""
 
-    seq: int
-    worker: str
-    scheduled_time: float  # epoch; when the thread meant to send it
-    start_time: float  # epoch at send
-    latency_s: float | None  # send to last byte (or to the failure)
-    status_code: int | None
     # Each SSE `data:` payload as received ([DONE] not kept), or the whole
     # body of a non-streamed reply as one element.
     events: tuple[str, ...] = ()
