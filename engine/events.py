@@ -41,9 +41,9 @@ def finish(raw: RawRecord) -> FinishedRecord:
         events.append(text)
         offsets.append(raw.piece_offsets_s[-1] if raw.pieces else latency)
     if raw.body_complete:
-        if error is None and not 200 <= status < 300:
-            text = " ".join(b"".join(raw.pieces).decode("utf-8", errors="replace").split())
-            error = f"HTTP {status}: {text[:ERROR_BODY_CHARS] or 'no body'}"
+        if error is None and not 200 <= status < 300:  # the body was decoded just above, as one text
+            words = " ".join(text.split())
+            error = f"HTTP {status}: {words[:ERROR_BODY_CHARS] or 'no body'}"
         elif error is None and not raw.pieces:
             error = f"HTTP {status}: empty reply"
     return FinishedRecord(
