@@ -161,18 +161,11 @@ class StampingSSLSocket(ssl.SSLSocket):
         super().sendall(data, flags)
 
 
-class _OneWrite:
-    """urllib3 sends a request's head, then its body: hold the head back and
-    write both at once (`StampedHTTPConnection.request`)."""
-
-    __slots__ = ("head",)
-
-    def __init__(self) -> None:
-        self.head: bytes | None = None
-
-
 class StampedHTTPConnection(HTTPConnection):
-    _held: _OneWrite | None = None
+    # urllib3 sends a request's head, then its body: while a request with a
+    # body is written, the head is held back and goes out with the body.
+    _hold = False
+    _head: bytes | None = None
 
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
@@ -185,21 +178,20 @@ class StampedHTTPConnection(HTTPConnection):
         return sock
 
     def request(self, method, url, body=None, headers=None, **kwargs) -> None:
-        self._held = _OneWrite() if isinstance(body, bytes) and body else None
+        self._hold, self._head = isinstance(body, bytes) and bool(body), None
         try:
             super().request(method, url, body, headers, **kwargs)
         finally:
-            held, self._held = self._held, None
-        if held is not None and held.head is not None:  # the body never came (cannot happen with bytes)
-            super().send(held.head)
+            head, self._hold, self._head = self._head, False, None
+        if head is not None:  # the body never came (cannot happen with bytes)
+            super().send(head)
 
     def send(self, data) -> None:
-        held = self._held
-        if held is not None:
-            if held.head is None:
-                held.head = data  # the head: wait for the body
+        if self._hold:
+            if self._head is None:
+                self._head = data  # the head: wait for the body
                 return
-            data, self._held = held.head + data, None
+            data, self._hold, self._head = self._head + data, False, None
         super().send(data)
 
 

@@ -65,9 +65,7 @@ def transmit_stamp(sock: socket.socket) -> float | None:
     while True:
         try:
             _, ancillary, _, _ = sock.recvmsg(0, _ERRQUEUE_ANCILLARY, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return stamp
-        except OSError:
+        except OSError:  # BlockingIOError: the queue is empty
             return stamp
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(value) >= _TIMESPEC.size:
