@@ -200,6 +200,9 @@ def _run(args: Arguments, api, tokenizer, jobs, folder: str, db_path: str, label
             status, cut = "failed", "cancelled: the run failed"
     except PluginFailed:  # the API plugin read none of the first replies: stop before a long run
         status, cut = "failed", "cancelled: the run stopped (parse_responses failed)"
+        # as any other stop: nothing more is sent, what is in flight gets --grace,
+        # so no worker is cut down between taking a job and the server seeing it
+        _stop(run, pool, stats, grace_s=args.grace, signals=0)
         raise
     except KeyboardInterrupt as stop:  # without the command line's handlers (servegauge as a library)
         status, terminated = "interrupted", isinstance(stop, Terminated)

@@ -286,8 +286,9 @@ def test_a_plugin_that_always_fails_stops_the_run_within_the_first_20_requests(t
     (db,) = find_dbs(out)
     result = rows(db)
     failed = [r for r in result if (r["error"] or "").startswith("parse_responses failed: ValueError")]
-    # the 20th failure stops the run; the other request in flight (--parallel 2) still gets its row
-    assert 20 <= len(failed) <= 21 and all(r["success"] == 0 for r in result)
+    # the 20th failure stops the run; what was already answered or in flight then
+    # (at --parallel 2: a record on its way and a request per thread) still gets its row
+    assert 20 <= len(failed) <= 20 + 2 * 2 and all(r["success"] == 0 for r in result)
     assert all("\n" not in r["error"] for r in result)
     assert {r["request_id"] for r in result} <= {t["request_id"] for t in sent}
 
