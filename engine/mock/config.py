@@ -46,6 +46,9 @@ class MockConfig:
     tls_key: str | None = None
     # Mutual TLS: require a client certificate signed by this CA (PEM).
     tls_client_ca: str | None = None
+    # Capacity: at most this many generation replies at once, the rest wait in
+    # arrival order (engine.mock.slots).  None: unlimited (every reply at once).
+    slots: int | None = None
 
     def __post_init__(self) -> None:
         # Validated here too (not only in argparse) so that library users of
@@ -56,6 +59,8 @@ class MockConfig:
             raise ValueError("tokens and tokens_per_chunk must be >= 1")
         if self.tokens_min is not None and not 1 <= self.tokens_min <= self.tokens:
             raise ValueError("tokens_min must be between 1 and tokens")
+        if self.slots is not None and self.slots < 1:
+            raise ValueError("slots must be >= 1")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be in 0..65535")
         from .faults import FAULTS

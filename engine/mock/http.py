@@ -217,6 +217,7 @@ class HttpConnection(asyncio.Protocol):
             rec.content_start = plan.content_start
             rec.content_count = plan.content_count
             rec.fault = plan.notes.get("fault")
+            rec.queue_s = plan.notes.get("queue_s")
         self._start(req, plan, rec)
 
     def _start(self, req: Request, plan: ResponsePlan, rec: TruthRecord | None) -> None:

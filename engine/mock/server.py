@@ -11,6 +11,7 @@ from . import dashscope_api, openai_api
 from .config import MockConfig
 from .faults import FaultPolicy, policy_for
 from .http import HttpConnection, Request
+from .slots import SlotQueue
 from .plan import BadRequest, ModelNotFound, ResponsePlan, json_plan, openai_error
 from .truth import ServerStats, TruthLog, TruthRecord
 
@@ -43,7 +44,11 @@ def _truth(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
 
 
 def _stats(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
-    return json_plan(200, s.stats.to_dict())
+    stats = s.stats.to_dict()
+    load = s.load()
+    if load is not None:
+        stats["running"], stats["waiting"] = load
+    return json_plan(200, stats)
 
 
 ROUTES: dict[str, dict[str, Handler]] = {
@@ -55,6 +60,11 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/truth": {"GET": _truth},
     "/stats": {"GET": _stats},
 }
+
+
+# The routes a model serves: these take a slot under --slots.  The others
+# (models, health, truth, stats) answer at once, as a real server's do.
+GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", dashscope_api.PATH})
 
 
 def forced_status(text: str) -> ResponsePlan:
@@ -85,6 +95,7 @@ class MockServer:
         self.host = config.host
         self.port = config.port
         self.scheme = "http"
+        self.slots = SlotQueue(config.slots) if config.slots else None
 
     async def start(self) -> None:
         tls = None
@@ -128,7 +139,22 @@ class MockServer:
                 plan = openai_error(400, str(e), "BadRequestError")
             except ModelNotFound as e:  # vLLM's answer for a model it does not serve
                 plan = openai_error(404, str(e), "NotFoundError")
-        return self.faults.shape(req, plan)
+        plan = self.faults.shape(req, plan)
+        if self.slots is not None and plan.status == 200 and req.path in GENERATION_PATHS:
+            self._queue(req, plan)
+        return plan
+
+    def _queue(self, req: Request, plan: ResponsePlan) -> None:
+        """Hold the reply until a slot is free: every due time moves by the wait."""
+        busy_s = plan.due_s[-1] if plan.due_s else 0.0
+        wait_s = self.slots.admit(req.arrival_loop, busy_s)  # type: ignore[union-attr]
+        if wait_s > 0:
+            plan.due_s = [d + wait_s for d in plan.due_s]
+        plan.notes["queue_s"] = wait_s
+
+    def load(self) -> tuple[int, int] | None:
+        """(running, waiting) generation replies now, when --slots is set."""
+        return None if self.slots is None else self.slots.counts(self.loop.time())
 
 
 async def serve(config: MockConfig, ready: Callable[[MockServer], None] | None = None) -> int:

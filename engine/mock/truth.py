@@ -25,6 +25,7 @@ Schema of one record (GET /truth returns a JSON list of these):
   aborted             null, or why the reply did not complete ("client closed")
   prompt_tokens, completion_tokens   what the usage said (null if not a generation)
   fault               the --fault applied to this request (e.g. "close_after_reply"), or null
+  queue_s             seconds the reply waited for a slot under --slots (0 without a wait), or null
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from typing import Any
 class TruthRecord:
     __slots__ = ("request_id", "conn_id", "conn_seq", "method", "path", "stream", "status",
                  "arrival", "read", "event_times", "event_direct", "content_start", "content_count",
-                 "end", "aborted", "prompt_tokens", "completion_tokens", "fault")
+                 "end", "aborted", "prompt_tokens", "completion_tokens", "fault", "queue_s")
 
     def __init__(self, request_id: str, conn_id: int, conn_seq: int, method: str, path: str,
                  arrival: float, read: float | None = None) -> None:
@@ -59,6 +60,7 @@ class TruthRecord:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.fault: str | None = None
+        self.queue_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         content = self.event_times[self.content_start:self.content_start + self.content_count]
@@ -72,6 +74,7 @@ class TruthRecord:
             "end": self.end, "aborted": self.aborted,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "fault": self.fault,
+            "queue_s": self.queue_s,
         }
 
 
