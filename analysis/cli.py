@@ -119,7 +119,12 @@ def report_main(argv: Sequence[str] | None = None) -> int:
                 print(console_report(result), flush=True)
                 print(f"wrote the reports of {result.name} to {out}", file=sys.stderr)
             results.append(result)
-        written = write_files(root_out, sweep_outputs(order_results(results), plots=not args.no_plots))
+        results = order_results(results)
+        if len(results) > 1 and not args.quiet:
+            from analysis.sweep_table import sweep_table
+
+            print(sweep_table(results), flush=True)
+        written = write_files(root_out, sweep_outputs(results, plots=not args.no_plots))
         print(f"report: {written[REPORT_HTML]}", file=sys.stderr)
         return 0
 
