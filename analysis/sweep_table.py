@@ -12,17 +12,18 @@ from analysis.terminal import keep_columns, terminal_width, wrap
 
 # (header, summary_row key, drop rank): rank 0 is never dropped, the highest
 # rank goes first when the terminal is narrow: the tails and throughputs
-# are what a sweep is read for, the medians come after.
+# are what a sweep is read for, the medians come after.  The units are in
+# the title, not the headers: ten columns then fit 100 characters.
 METRIC_COLUMNS = (
     ("req/s", "Req Throughput (req/s)", 0),
     ("out tok/s", "Output Throughput (tok/s)", 1),
-    ("TTFT p50 ms", "P50 TTFT (ms)", 5),
-    ("TTFT p99 ms", "P99 TTFT (ms)", 2),
-    ("TPOT p50 ms", "P50 TPOT (ms)", 6),
-    ("TPOT p99 ms", "P99 TPOT (ms)", 3),
-    ("lat p99 s", "P99 Latency (s)", 4),
+    ("TTFT p50", "P50 TTFT (ms)", 5),
+    ("TTFT p99", "P99 TTFT (ms)", 2),
+    ("TPOT p50", "P50 TPOT (ms)", 6),
+    ("TPOT p99", "P99 TPOT (ms)", 3),
+    ("lat p99", "P99 Latency (s)", 4),
 )
-GOODPUT = ("goodput/s", "Goodput (req/s)", 1)
+GOODPUT = ("goodput", "Goodput (req/s)", 1)
 
 
 def _load_cells(results: Sequence[RunResult]) -> tuple[list[str], list[list[Any]]]:
@@ -54,9 +55,9 @@ def sweep_table(results: Sequence[RunResult], width: int | None = None) -> str:
     rows = [[*load, *(approx(r.row.get(m[1])) for m in metrics), _errors(r.row)]
             for load, r in zip(load_rows, results)]
     headers, rows, dropped = keep_columns(headers, rows, rank, width)
-    title = "Sweep summary, one line per run (successful requests; ms, s as headed)"
+    title = "Sweep summary, one line per run (TTFT, TPOT in ms, latency in s, of the successful requests)"
     if slo:
-        title += "; goodput = requests/s meeting " + ", ".join(f"{k}={v:g}" for k, v in slo.items())
+        title += "; goodput: requests/s meeting " + ", ".join(f"{k}={v:g}" for k, v in slo.items())
     parts = [wrap(title + ":", width), format_table(headers, rows, align="r" * len(headers))]
     if dropped:
         parts.append(wrap(f"(fitted to {width} columns: {', '.join(dropped)} left out; a wider terminal "
