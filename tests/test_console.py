@@ -19,6 +19,7 @@ import pytest
 
 from conftest import find_dbs, run_engine
 from engine import installed_version
+from engine.mock.launch import start_mock
 from engine.options import RATE_DEFAULT_PARALLEL
 
 WIDE = 400  # wider than any table: everything is shown
@@ -185,3 +186,19 @@ def test_rate_says_open_loop_and_no_stream_labels_ttft(tmp_path, mock, sweep):
     closed = dict((row[0], row[1]) for row in _tables(_report(os.path.dirname(sweep["dbs"][0]), WIDE))[0][1:])
     assert closed["Concurrency"] == "1" and "Avg TTFT (ms)" in closed
     assert "not streamed" not in sweep["stdout"]
+
+
+def test_errors_and_warnings_fit_a_narrow_terminal(tmp_path):
+    """Failures add the errors-by-reason table (long reasons) and warnings
+    (long prose): at 60 columns they are cut and wrapped, not left wide."""
+    with start_mock(["--ttft-ms", "5", "--itl-ms", "1", "--tokens", "8", "--fault", "http500=0.5",
+                     "--fault-seed", "3"]) as faulty:
+        proc = run_engine("--url", faulty.chat_url, "--number", 8, "--no-plots", "--outputs-dir", tmp_path,
+                          env={"COLUMNS": "60"}, check=False)
+    assert "Errors by reason" in proc.stdout, proc.stdout + proc.stderr
+    reasons = _table_after(proc.stdout, "Errors by reason")
+    assert reasons[0] == ["Reason", "Count"] and reasons[1][0].startswith("HTTP 500")
+    assert not _too_long(proc.stdout, 60), _too_long(proc.stdout, 60)
+    wide = _report(os.path.dirname(find_dbs(tmp_path)[0]), WIDE)
+    full = _table_after(wide, "Errors by reason")[1][0]
+    assert len(full) > 60 and full.startswith(reasons[1][0].rstrip("…"))  # the whole reason when there is room
