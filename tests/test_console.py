@@ -39,7 +39,7 @@ def sweep(tmp_path_factory, mock):
 
 def _report(path, columns=None, *flags):
     env = {"COLUMNS": str(columns)} if columns else {}
-    return run_engine("report", path, "--no-plots", *flags, env=env, unset=() if columns else ("COLUMNS",)).stdout
+    return run_engine("report", path, "--no-plots", *flags, env=env).stdout
 
 
 def _too_long(text: str, width: int) -> list[str]:
