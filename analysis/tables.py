@@ -142,9 +142,12 @@ def console_report(result: RunResult, width: int | None = None) -> str:
     if summ.get(NODES_KEY):  # --backend ray: which node sent what, and how fast it saw the server
         parts.append(wrap("Load generator nodes (measured requests; TTFT of the successful ones):", width))
         nodes = [[n.get(c) for c in NODE_COLUMNS] for n in summ[NODES_KEY]]
-        headers, nodes, _ = keep_columns(list(NODE_COLUMNS), nodes, [NODE_RANK.get(c, 0) for c in NODE_COLUMNS],
-                                         width)
+        headers, nodes, dropped = keep_columns(list(NODE_COLUMNS), nodes,
+                                               [NODE_RANK.get(c, 0) for c in NODE_COLUMNS], width)
         parts.append(format_table(headers, nodes))
+        if dropped:
+            parts.append(wrap(f"(fitted to {width} columns: {', '.join(dropped)} left out; "
+                              "benchmark_summary.json has them)", width))
     for warning in summ.get("Warnings") or []:
         parts.append(wrap(f"WARNING: {warning}", width, indent="  "))
     return "\n".join(parts)

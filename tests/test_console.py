@@ -202,3 +202,28 @@ def test_errors_and_warnings_fit_a_narrow_terminal(tmp_path):
     wide = _report(os.path.dirname(find_dbs(tmp_path)[0]), WIDE)
     full = _table_after(wide, "Errors by reason")[1][0]
     assert len(full) > 60 and full.startswith(reasons[1][0].rstrip("…"))  # the whole reason when there is room
+
+
+def test_the_ray_node_table_fits_too(sweep):
+    """The node table of --backend ray, on a real run's report with two
+    nodes' rows as `analysis.nodes` shapes them (no Ray needed here)."""
+    import dataclasses
+
+    from analysis.nodes import NODE_COLUMNS, NODES_KEY
+    from analysis.result import analyse
+    from analysis.tables import console_report
+
+    result = analyse(sweep["dbs"][1], plots=False)
+    nodes = [{"Node": f"10.0.0.{i}", "Requests": 3, "Failed": 0, "Avg TTFT (ms)": 21.5 + i,
+              "P50 TTFT (ms)": 21.0 + i, "P90 TTFT (ms)": 22.25 + i, "P99 TTFT (ms)": 23.5 + i} for i in (5, 6)]
+    result = dataclasses.replace(result, summary={**result.summary, NODES_KEY: nodes})
+    narrow = console_report(result, width=80)
+    assert not _too_long(narrow, 80), _too_long(narrow, 80)
+    table = _table_after(narrow, "Load generator nodes")
+    header = table[0]
+    assert header[:3] == ["Node", "Requests", "Failed"] and "P99 TTFT (ms)" in header  # the tail kept longest
+    assert len(header) < len(NODE_COLUMNS) and header == [c for c in NODE_COLUMNS if c in header]
+    assert "left out" in narrow[narrow.index("Load generator nodes"):]
+    assert [row[0] for row in table[1:]] == ["10.0.0.5", "10.0.0.6"]
+    wide = _table_after(console_report(result, width=WIDE), "Load generator nodes")
+    assert wide[0] == list(NODE_COLUMNS)
