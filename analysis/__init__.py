@@ -28,6 +28,7 @@ _EXPORTS = {
     "parse_slo": "analysis.metrics",
     "write_run_report": "analysis.report",
     "write_sweep_report": "analysis.report",
+    "sweep_console_report": "analysis.sweep_table",
     "compare_runs": "analysis.compare",
     "plot_distribution": "analysis.plots",
     "plot_latency_distribution": "analysis.plots",

@@ -84,11 +84,21 @@ def report_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--slo", metavar="SPEC", help="e.g. ttft=200ms,tpot=50ms,latency=10s: adds Goodput")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (faster)")
     parser.add_argument("--quiet", action="store_true", help="do not print the tables")
+    parser.add_argument("--export", choices=("csv", "parquet"), metavar="csv|parquet",
+                        help="also write each run's result table, one row per request with ttft_ms, tpot_ms, "
+                             "latency_ms, ..., as benchmark_requests.csv or .parquet (Parquet needs "
+                             "pip install 'servegauge[parquet]')")
+    parser.add_argument("--export-raw", action="store_true",
+                        help="with --export: keep the large raw columns too (request body, reply events, "
+                             "event arrival times), as JSON text")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
     prog = "servegauge report"
+    if args.export_raw and not args.export:
+        print(f"{prog}: error: --export-raw needs --export csv|parquet", file=sys.stderr)
+        return 2
 
     def body() -> int:
         from analysis.loader import ReportError
@@ -101,6 +111,10 @@ def report_main(argv: Sequence[str] | None = None) -> int:
             slo = parse_slo(args.slo) if args.slo else None
         except ValueError as exc:
             raise ReportError(f"--slo: {exc}") from None
+        if args.export:
+            from analysis.export import check_format
+
+            check_format(args.export)  # e.g. no pyarrow: one line before any work
         dbs = find_databases(args.path)
         if len(dbs) == 1:
             root_out = args.out or os.path.dirname(os.path.abspath(dbs[0]))
@@ -118,8 +132,19 @@ def report_main(argv: Sequence[str] | None = None) -> int:
             if not args.quiet:
                 print(console_report(result), flush=True)
                 print(f"wrote the reports of {result.name} to {out}", file=sys.stderr)
+            if args.export:
+                from analysis.export import export_bytes, export_frame, export_name
+
+                name = export_name(args.export)
+                exported = write_files(out, {name: export_bytes(export_frame(db, args.export_raw), args.export)})
+                print(f"export: {exported[name]}", file=sys.stderr)
             results.append(result)
-        written = write_files(root_out, sweep_outputs(order_results(results), plots=not args.no_plots))
+        results = order_results(results)
+        if len(results) > 1 and not args.quiet:
+            from analysis.sweep_table import sweep_table
+
+            print(sweep_table(results), flush=True)
+        written = write_files(root_out, sweep_outputs(results, plots=not args.no_plots))
         print(f"report: {written[REPORT_HTML]}", file=sys.stderr)
         return 0
 

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from analysis.frames import Frames
 from analysis.loader import load
 from analysis.metrics import percentiles, summary, summary_row
 from analysis.slo import check_slo
@@ -25,6 +26,9 @@ class RunResult:
     run: dict
     pngs: dict[str, bytes] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # False when no successful request was streamed: TTFT is then the whole
+    # latency and TPOT says nothing, which the tables must say
+    streamed: bool = True
 
 
 # A run's report, once built, is kept for the sweep report that follows it in
@@ -74,4 +78,14 @@ def _analyse(db_path: str, slo: Mapping[str, float] | None, plots: bool) -> RunR
 
         pngs = render_pngs(run_figures(frames))
     return RunResult(name=frames.name, db_path=frames.path, summary=summ, percentiles=pct,
-                     row=summary_row(frames, summ, pct), run=frames.run, pngs=pngs, problems=frames.problems)
+                     row=summary_row(frames, summ, pct), run=frames.run, pngs=pngs, problems=frames.problems,
+                     streamed=streamed(frames))
+
+
+def streamed(frames: Frames) -> bool:
+    """Whether the run's TTFT is a first token's (some successful request
+    was streamed); with none successful, what the run asked for."""
+    ok = frames.ok_mask()
+    if ok.any():
+        return bool((frames.requests["is_stream"].to_numpy()[ok] == 1).any())
+    return (frames.run.get("args") or {}).get("stream") is not False

@@ -152,6 +152,10 @@ def _sweep(runs, extra) -> int:
         nothing = _nothing_succeeded(result.db_path)
         if nothing:
             break
+    if len(db_paths) > 1:  # the sweep at a glance, one line per run
+        from analysis import sweep_console_report
+
+        print(sweep_console_report(db_paths, slo=extra.slo, plots=extra.plots), flush=True)
     if db_paths and extra.plots:
         from analysis import write_sweep_report
 

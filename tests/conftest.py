@@ -12,6 +12,8 @@ def run_engine(*args, cwd=None, timeout=180, env=None, check=True, unset=()):
     """`python -m engine ARGS` in a real subprocess; returns CompletedProcess.
     `env` adds to this process's environment, `unset` names variables to drop."""
     full_env = {k: v for k, v in os.environ.items() if k not in unset}
+    # the console fits COLUMNS when set: a test's output must not depend on the terminal it was started from
+    full_env.pop("COLUMNS", None)
     full_env["PYTHONUNBUFFERED"] = "1"
     full_env.update(env or {})
     proc = subprocess.run([sys.executable, "-m", "engine", *map(str, args)], cwd=cwd or ROOT,
