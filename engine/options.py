@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--name", help="name of the result folder (default: the model)")
     o.add_argument("--no-timestamp", action="store_true", help="no timestamp folder level")
     o.add_argument("--slo", help="goodput SLOs, e.g. ttft=200ms,tpot=50ms,latency=10s")
+    o.add_argument("--goodput", nargs="+", metavar="KEY:MS",
+                   help="goodput SLOs as vLLM's bench serve spells them, in ms: ttft:300 tpot:50 e2el:2000")
     o.add_argument("--no-plots", action="store_true", help="write tables and JSON only (no PNG/HTML)")
     o.add_argument("--max-error-rate", type=SHARE,
                    help="exit 1 when a larger share of requests failed; the sweep stops as soon as that is certain")
@@ -187,13 +189,13 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
     api_key = ns.api_key or os.environ.get("DASHSCOPE_API_KEY" if ns.api == "dashscope" else "OPENAI_API_KEY")
     dataset = ns.dataset or ("line_by_line" if ns.dataset_path else "builtin")
     slo = None
-    if ns.slo:
-        from analysis import parse_slo
+    if ns.slo or ns.goodput:
+        from analysis.slo import slo_from_flags
 
         try:
-            slo = parse_slo(ns.slo)
+            slo = slo_from_flags(ns.slo, ns.goodput)
         except ValueError as e:
-            raise UsageError(f"--slo: {e}") from None
+            raise UsageError(str(e)) from None
     base = Arguments(
         url=ns.url or "", api=ns.api, model=ns.model, api_key=api_key or None, headers=headers,
         connect_timeout=ns.connect_timeout, read_timeout=ns.read_timeout, insecure=ns.insecure,
