@@ -130,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stop", nargs="+", help="stop strings")
     g.add_argument("--stream", dest="stream", action="store_true", default=True, help="stream (default)")
     g.add_argument("--no-stream", dest="stream", action="store_false", help="one body per reply")
+    g.add_argument("--continuous-usage", dest="continuous_usage", action="store_true", default=None,
+                   help="ask for usage in every streamed chunk (vLLM's stream_options.continuous_usage_stats) "
+                        "to count tokens per chunk and report ITL per token (default: when the pre-flight "
+                        "check sees the server give it)")
+    g.add_argument("--no-continuous-usage", dest="continuous_usage", action="store_false",
+                   help="never ask for it (strict servers may refuse the field)")
     g.add_argument("--extra-args", help="JSON object merged into every request body")
     o = p.add_argument_group("output")
     o.add_argument("--outputs-dir", default="outputs", help="folder for results (default ./outputs)")
@@ -207,7 +213,7 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
         query_template=ns.query_template, min_prompt_length=ns.min_prompt_length,
         max_prompt_length=ns.max_prompt_length, prefix_length=ns.prefix_length, tokenizer_path=ns.tokenizer_path,
         max_tokens=ns.max_tokens, min_tokens=ns.min_tokens, temperature=ns.temperature, top_p=ns.top_p,
-        top_k=ns.top_k, stop=ns.stop, stream=ns.stream, extra_args=extra_args, outputs_dir=ns.outputs_dir,
+        top_k=ns.top_k, stop=ns.stop, stream=ns.stream, continuous_usage=ns.continuous_usage, extra_args=extra_args, outputs_dir=ns.outputs_dir,
         name=ns.name, no_timestamp=ns.no_timestamp, debug=ns.debug,
     )
     runs = [base.replace(parallel=p, number=n, rate=r) for p, n, r in zip(parallel, number, rate)]
