@@ -26,6 +26,7 @@ _EXPORTS = {
     "metric_samples": "analysis.metrics",
     "normalize_error": "analysis.metrics",
     "parse_slo": "analysis.metrics",
+    "parse_goodput": "analysis.slo",
     "write_run_report": "analysis.report",
     "write_sweep_report": "analysis.report",
     "sweep_console_report": "analysis.sweep_table",

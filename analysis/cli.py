@@ -72,7 +72,7 @@ def find_databases(path: str) -> list[str]:
 
 
 def report_main(argv: Sequence[str] | None = None) -> int:
-    """servegauge report PATH [--out DIR] [--slo ...] [--no-plots]"""
+    """servegauge report PATH [--out DIR] [--slo ... | --goodput ...] [--no-plots]"""
     parser = CommandParser(
         prog="servegauge report",
         description="Rebuild the reports of a run or a sweep from its database(s) alone: "
@@ -82,6 +82,8 @@ def report_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", metavar="DIR",
                         help="write here instead of next to each database (a sweep keeps its layout below DIR)")
     parser.add_argument("--slo", metavar="SPEC", help="e.g. ttft=200ms,tpot=50ms,latency=10s: adds Goodput")
+    parser.add_argument("--goodput", nargs="+", metavar="KEY:MS",
+                        help="the SLO as vLLM spells it, in ms, e.g. ttft:300 tpot:50 e2el:2000 (instead of --slo)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (faster)")
     parser.add_argument("--quiet", action="store_true", help="do not print the tables")
     parser.add_argument("--export", choices=("csv", "parquet"), metavar="csv|parquet",
@@ -102,15 +104,15 @@ def report_main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         from analysis.loader import ReportError
-        from analysis.metrics import parse_slo
         from analysis.report import REPORT_HTML, order_results, run_files, sweep_outputs, write_files
         from analysis.result import analyse
+        from analysis.slo import slo_from_flags
         from analysis.tables import console_report
 
         try:
-            slo = parse_slo(args.slo) if args.slo else None
+            slo = slo_from_flags(args.slo, args.goodput)
         except ValueError as exc:
-            raise ReportError(f"--slo: {exc}") from None
+            raise ReportError(str(exc)) from None
         if args.export:
             from analysis.export import check_format
 

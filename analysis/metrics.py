@@ -19,6 +19,7 @@ from analysis.frames import Frames, start_end
 from analysis.nodes import NODES_KEY, node_rows
 from analysis.slo import check_slo, parse_slo, slo_mask  # noqa: F401
 from analysis.stats import PERCENTILE_LABELS, nan_mean, nearest_rank
+from analysis import token_itl
 from engine.arguments import redact_url
 
 # Summary keys: evalscope perf 1.14's first, in its order, then ours.
@@ -93,6 +94,7 @@ def percentiles(frames: Frames) -> pd.DataFrame:
     table = {"Percentiles": list(PERCENTILE_LABELS)}
     for name, values in metric_samples(frames).items():
         table[name] = nearest_rank(values)
+    table[token_itl.COLUMN] = token_itl.percentile_column(frames)  # weighted per token: not a plain sample
     return pd.DataFrame(table)
 
 
@@ -153,6 +155,7 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
         "Avg TPOT (ms)": rounded(nan_mean(samples["TPOT (ms)"])),
         "Avg ITL (ms)": rounded(nan_mean(samples["ITL (ms)"])),
         "Avg TPOT incl. TTFT (ms)": rounded(nan_mean(samples["TPOT incl. TTFT (ms)"])),
+        token_itl.AVG_KEY: rounded(token_itl.mean_ms(frames)),
     }
     if slo:
         meets = slo_mask(frames, slo)
@@ -190,7 +193,7 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
     if status and status != "completed":
         warnings.append(f"run status is {status!r}: the figures cover what was recorded")
     out["Warnings"] = warnings
-    out["Definitions"] = dict(TPOT_DEFINITIONS)
+    out["Definitions"] = {**TPOT_DEFINITIONS, token_itl.AVG_KEY: token_itl.DEFINITION}
     nodes = node_rows(frames)
     if nodes:  # runs whose rows name the node that sent them (--backend ray)
         out[NODES_KEY] = nodes

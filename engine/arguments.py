@@ -62,6 +62,9 @@ class Arguments:
     top_k: int | None = None
     stop: list[str] | None = None
     stream: bool = True
+    # Ask for usage in every streamed chunk (vLLM's stream_options.continuous_usage_stats),
+    # to count tokens per chunk; None: on when the pre-flight check sees the server give it.
+    continuous_usage: bool | None = None
     extra_args: dict[str, Any] = field(default_factory=dict)
     # output
     outputs_dir: str = "outputs"

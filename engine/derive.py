@@ -62,6 +62,16 @@ def to_row(record: FinishedRecord, sent: Sent, plugin, count_tokens: TokenCounte
         elif n_chunks:
             completion_tokens, source = n_chunks, "events"
 
+    chunk_tokens = None
+    if record.is_stream and events and ok_status and out:
+        counter = getattr(plugin, "output_event_tokens", None)
+        try:
+            counts = counter(events, out) if counter is not None else None
+        except Exception:  # a plugin bug costs the per-token figure, not the row
+            counts = None
+        if counts is not None and len(counts) == n_chunks:
+            chunk_tokens = "[" + ",".join(str(int(n)) for n in counts) + "]"
+
     tpot = None
     if success and ttft is not None and completion_tokens and timing.tpot_defined(completion_tokens):
         tpot = timing.tpot_s(latency, ttft, completion_tokens)
@@ -91,6 +101,7 @@ def to_row(record: FinishedRecord, sent: Sent, plugin, count_tokens: TokenCounte
         "event_times": _json_list(event_texts),
         "attempt": record.attempt,
         "reconnects": record.reconnects,
+        "chunk_tokens": chunk_tokens,
     }
 
 

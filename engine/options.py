@@ -130,12 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stop", nargs="+", help="stop strings")
     g.add_argument("--stream", dest="stream", action="store_true", default=True, help="stream (default)")
     g.add_argument("--no-stream", dest="stream", action="store_false", help="one body per reply")
+    g.add_argument("--continuous-usage", dest="continuous_usage", action="store_true", default=None,
+                   help="ask for usage in every streamed chunk (vLLM's stream_options.continuous_usage_stats) "
+                        "to count tokens per chunk and report ITL per token (default: when the pre-flight "
+                        "check sees the server give it)")
+    g.add_argument("--no-continuous-usage", dest="continuous_usage", action="store_false",
+                   help="never ask for it (strict servers may refuse the field)")
     g.add_argument("--extra-args", help="JSON object merged into every request body")
     o = p.add_argument_group("output")
     o.add_argument("--outputs-dir", default="outputs", help="folder for results (default ./outputs)")
     o.add_argument("--name", help="name of the result folder (default: the model)")
     o.add_argument("--no-timestamp", action="store_true", help="no timestamp folder level")
     o.add_argument("--slo", help="goodput SLOs, e.g. ttft=200ms,tpot=50ms,latency=10s")
+    o.add_argument("--goodput", nargs="+", metavar="KEY:MS",
+                   help="goodput SLOs as vLLM's bench serve spells them, in ms: ttft:300 tpot:50 e2el:2000")
     o.add_argument("--no-plots", action="store_true", help="write tables and JSON only (no PNG/HTML)")
     o.add_argument("--max-error-rate", type=SHARE,
                    help="exit 1 when a larger share of requests failed; the sweep stops as soon as that is certain")
@@ -187,13 +195,13 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
     api_key = ns.api_key or os.environ.get("DASHSCOPE_API_KEY" if ns.api == "dashscope" else "OPENAI_API_KEY")
     dataset = ns.dataset or ("line_by_line" if ns.dataset_path else "builtin")
     slo = None
-    if ns.slo:
-        from analysis import parse_slo
+    if ns.slo or ns.goodput:
+        from analysis.slo import slo_from_flags
 
         try:
-            slo = parse_slo(ns.slo)
+            slo = slo_from_flags(ns.slo, ns.goodput)
         except ValueError as e:
-            raise UsageError(f"--slo: {e}") from None
+            raise UsageError(str(e)) from None
     base = Arguments(
         url=ns.url or "", api=ns.api, model=ns.model, api_key=api_key or None, headers=headers,
         connect_timeout=ns.connect_timeout, read_timeout=ns.read_timeout, insecure=ns.insecure,
@@ -205,7 +213,7 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
         query_template=ns.query_template, min_prompt_length=ns.min_prompt_length,
         max_prompt_length=ns.max_prompt_length, prefix_length=ns.prefix_length, tokenizer_path=ns.tokenizer_path,
         max_tokens=ns.max_tokens, min_tokens=ns.min_tokens, temperature=ns.temperature, top_p=ns.top_p,
-        top_k=ns.top_k, stop=ns.stop, stream=ns.stream, extra_args=extra_args, outputs_dir=ns.outputs_dir,
+        top_k=ns.top_k, stop=ns.stop, stream=ns.stream, continuous_usage=ns.continuous_usage, extra_args=extra_args, outputs_dir=ns.outputs_dir,
         name=ns.name, no_timestamp=ns.no_timestamp, debug=ns.debug,
     )
     runs = [base.replace(parallel=p, number=n, rate=r) for p, n, r in zip(parallel, number, rate)]

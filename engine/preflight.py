@@ -48,10 +48,13 @@ def check(runs: list[Arguments]) -> list[Arguments]:
 
     args = runs[0]
     with requests.Session() as session:
-        model = _Check(session, args).run()
+        check = _Check(session, args)
+        model = check.run()
     if model != args.model:
         print(f"servegauge: no --model given: using '{model}', the one model the server lists", file=sys.stderr)
         runs = [r.replace(model=model) for r in runs]
+    if args.continuous_usage is None:  # the server's answer decides: usage in every chunk, or not
+        runs = [r.replace(continuous_usage=check.continuous_usage) for r in runs]
     return runs
 
 
@@ -65,6 +68,7 @@ class _Check:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.where = f"{self.host}:{self.port}"
         self.timeout = (args.connect_timeout, min(args.read_timeout, READ_LIMIT_S))
+        self.continuous_usage = bool(args.continuous_usage)  # what the probe found the server to give
 
     def run(self) -> str:
         args = self.args
@@ -112,15 +116,25 @@ class _Check:
 
         args = self.args.replace(model=model, stream=False, max_tokens=1, min_tokens=None)
         api = registry.create("api", args.api, args)
-        body = api.build_request([{"role": "user", "content": "Hi"}], args)
-        if body is None:  # the plugin skips this prompt: nothing to check with
-            return
-        headers = args.request_headers()
-        headers.update(api.request_headers(args))
-        headers["X-Request-Id"] = PROBE_ID + uuid.uuid4().hex
+        response, answered = None, False
+        if self.args.stream and self.args.continuous_usage is None:
+            # One streamed request asking for usage in every chunk (vLLM's
+            # continuous_usage_stats) checks the target and whether the server
+            # gives it; a server that refuses the field gets the plain probe.
+            asking = args.replace(stream=True, continuous_usage=True)
+            body = api.build_request([{"role": "user", "content": "Hi"}], asking)
+            if body is not None and body != api.build_request([{"role": "user", "content": "Hi"}],
+                                                              asking.replace(continuous_usage=False)):
+                response = self.post(api, asking, body)
+                answered = response is None or response.status_code not in (400, 422)
+                if response is not None and response.status_code < 300:
+                    self.continuous_usage = usage_in_every_chunk(response.body)
+        if not answered:
+            body = api.build_request([{"role": "user", "content": "Hi"}], args)
+            if body is None:  # the plugin skips this prompt: nothing to check with
+                return
+            response = self.post(api, args, body)
         url = args.url
-        response = self.send("POST", url, headers=headers,
-                             data=json.dumps(body, ensure_ascii=False).encode("utf-8"))
         if response is None:  # no answer within the read timeout: slow is a result, not a mistake
             return
         status = response.status_code
@@ -151,6 +165,12 @@ class _Check:
         if not model and status in (400, 422):
             raise PreflightError(f"{url} answered HTTP {status} to a request without a model ({detail}): "
                                  "pass --model")
+
+    def post(self, api, args: Arguments, body: dict):
+        headers = args.request_headers()
+        headers.update(api.request_headers(args))
+        headers["X-Request-Id"] = PROBE_ID + uuid.uuid4().hex
+        return self.send("POST", args.url, headers=headers, data=json.dumps(body, ensure_ascii=False).encode("utf-8"))
 
     # --- sending, and what a failure means ------------------------------------------
     def send(self, method: str, url: str, **kwargs):
@@ -255,6 +275,22 @@ class _Check:
         else:
             source = "the key given with --api-key"
         return f"{url} answered HTTP {status}: the server refused {source}: check it is right for this server"
+
+
+def usage_in_every_chunk(body: bytes) -> bool:
+    """Whether an event stream's output chunks carry usage (a chunk with
+    choices and a completion count), as with continuous_usage_stats."""
+    import sseclient
+
+    try:
+        for event in sseclient.SSEClient([body]).events():
+            data = json.loads(event.data) if event.data and event.data != "[DONE]" else None
+            usage = data.get("usage") if isinstance(data, dict) and data.get("choices") else None
+            if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+                return True
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return False
 
 
 def _listing(models: list[str]) -> str:

@@ -57,3 +57,27 @@ def chunk_time_s(chunk_times: Sequence[float]) -> float | None:
     """`mean_gap_s` of one request's event offsets; None with fewer than two."""
     n = len(chunk_times)
     return mean_gap_s(chunk_times[0], chunk_times[-1], n) if mean_gap_defined(n) else None
+
+
+# ITL per token.  A server that sends several tokens in one event
+# (speculative decoding, a coalescing proxy, vLLM's stream intervals) makes
+# the gap before that event look like one slow token; per token it is not.
+# For each output event after a request's first, with n > 0 output tokens
+# (the `chunk_tokens` column) and a gap g since the previous output event:
+# each of its n tokens gets g / n.  The samples are weighted per token (an
+# event of 4 tokens is 4 samples of g / 4), so percentiles are over tokens,
+# and the mean is sum(g) / sum(n): the decode time per token after the
+# first event.  An output event of 0 tokens (usage not yet counted) carries
+# no sample: its gap joins the next counted event's (its tokens came with
+# it).  The first event's tokens have no gap: they are TTFT's.  Requests
+# whose events have no counts have no per-token ITL; `ITL (ms)` stays
+# evalscope's per-event gap.
+
+def token_gap_defined(n_tokens):
+    """An event's gap is shared by its tokens when it has any."""
+    return n_tokens > 0
+
+
+def token_gap_s(gap, n_tokens):
+    """The ITL of each of an event's tokens: its gap / its tokens."""
+    return gap / n_tokens

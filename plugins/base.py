@@ -15,7 +15,7 @@ from engine.errors import DatasetError
 from plugins import files
 from plugins.bodies import messages_text
 from plugins.jsoncache import load_json
-from plugins.openai_shapes import openai_event_has_output, openai_event_text
+from plugins.openai_shapes import openai_event_has_output, openai_event_text, usage_counts
 from plugins.payload import Payload  # noqa: F401  (part of the SDK: what parse_responses gets)
 
 # The run's Arguments while plugins.registry constructs a plugin, for a
@@ -86,6 +86,13 @@ class ApiPluginBase(ABC):
             if openai_event_has_output(load_json(payload)):
                 indexes.append(i)
         return indexes
+
+    def output_event_tokens(self, responses: list[str], indexes: list[int]) -> list[int] | None:
+        """Output tokens in each output event (`indexes` are
+        `output_event_indexes`), for ITL per token; None when the replies do
+        not say.  The default reads OpenAI's running `usage.completion_tokens`
+        in every chunk (vLLM's stream_options.continuous_usage_stats)."""
+        return usage_counts(responses, indexes, "completion_tokens")
 
     def response_error(self, responses: list[str]) -> str | None:
         """A one-line reason if the server reported an error inside a 200

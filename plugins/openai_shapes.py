@@ -51,6 +51,25 @@ def openai_event_has_output(data: Any) -> bool:
     return False
 
 
+def usage_counts(responses: list, indexes: list[int], completion_key: str) -> list[int] | None:
+    """Output tokens in each of the events at `indexes` (the output events),
+    from the running `usage` in every event (vLLM's
+    stream_options.continuous_usage_stats, DashScope always): each output
+    event's count minus the previous output event's, the first's minus 0, so
+    tokens of an event between two output events go to the later one.  None
+    when an output event has no count, or the counts go down."""
+    out, before = [], 0
+    for i in indexes:
+        data = load_json(responses[i])
+        usage = data.get("usage") if isinstance(data, dict) else None
+        done = usage.get(completion_key) if isinstance(usage, dict) else None
+        if isinstance(done, bool) or not isinstance(done, int) or done < before:
+            return None
+        out.append(done - before)
+        before = done
+    return out
+
+
 def last_usage(responses: list, prompt_key: str, completion_key: str) -> tuple[int | None, int | None]:
     """(prompt, completion) tokens from the last event whose `usage` has a
     completion count: usage comes in its own final chunk, or inside the last

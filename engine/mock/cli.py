@@ -35,6 +35,15 @@ def _pos_int(text: str) -> int:
     return value
 
 
+def _chunk_range(text: str) -> tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    low = _pos_int(lo)
+    high = _pos_int(hi) if sep else low
+    if high < low:
+        raise argparse.ArgumentTypeError(f"the range {text} runs backwards: give LO-HI with LO <= HI")
+    return low, high
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -63,8 +72,10 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
                    help="output tokens per reply, capped by the request's max_tokens (default 32)")
     p.add_argument("--tokens-min", type=_pos_int, default=None,
                    help="vary the reply length per request between this and --tokens (drawn from its id)")
-    p.add_argument("--tokens-per-chunk", type=_pos_int, default=1,
-                   help="tokens in each content event (default 1)")
+    p.add_argument("--tokens-per-chunk", type=_chunk_range, default=(1, 1), metavar="K|LO-HI",
+                   help="tokens in each content event (default 1); LO-HI: uniform in that range per event, "
+                        "seeded by the request id, each event then due when its tokens are (--itl-ms / mean "
+                        "tokens per event apart per token)")
     p.add_argument("--model-name", default="mock-model", help="id listed by /v1/models")
     p.add_argument("--served-model", metavar="NAME",
                    help="serve only this model: 404 for a request naming another (default: answer any model)")
@@ -105,7 +116,8 @@ def _fault(text: str) -> tuple[str, float]:
 
 def config_from_args(ns: argparse.Namespace) -> MockConfig:
     return MockConfig(host=ns.host, port=ns.port, ttft_ms=ns.ttft_ms, itl_ms=ns.itl_ms,
-                      tokens=ns.tokens, tokens_min=ns.tokens_min, tokens_per_chunk=ns.tokens_per_chunk,
+                      tokens=ns.tokens, tokens_min=ns.tokens_min, tokens_per_chunk=ns.tokens_per_chunk[0],
+                      tokens_per_chunk_max=ns.tokens_per_chunk[1] if ns.tokens_per_chunk[1] != ns.tokens_per_chunk[0] else None,
                       model_name=ns.model_name, served_model=ns.served_model, record_truth=not ns.no_truth,
                       truth_file=ns.truth_file, faults=tuple(ns.fault), fault_seed=ns.fault_seed,
                       stall_s=ns.stall_s, retry_after_s=ns.retry_after_s,

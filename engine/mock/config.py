@@ -5,6 +5,7 @@ in one process (the tests rely on it).
 """
 from __future__ import annotations
 
+import random
 import zlib
 from dataclasses import dataclass
 
@@ -17,7 +18,9 @@ class MockConfig:
     port: int = 0  # 0: the kernel picks a free port; the CLI prints the one it got
     # Request arrival -> first content event (streams) or part of the reply delay.
     ttft_ms: float = 20.0
-    # Gap between consecutive content events.
+    # Gap between consecutive content events (per event, not per token: with
+    # tokens_per_chunk K each token takes itl_ms / K; with a range, see
+    # token_interval_s).
     itl_ms: float = 5.0
     # Output length when the request gives no max_tokens (and the cap when it does).
     tokens: int = 32
@@ -25,6 +28,11 @@ class MockConfig:
     # from the request id (so reply lengths, and times, vary per request).
     tokens_min: int | None = None
     tokens_per_chunk: int = 1
+    # With it, each content event carries between tokens_per_chunk and this
+    # many tokens, uniform, drawn per request from its id (seeded: the same
+    # request id gets the same chunks), as speculative decoding or a
+    # coalescing proxy sends them; tokens still come at one steady rate.
+    tokens_per_chunk_max: int | None = None
     model_name: str = "mock-model"
     # Serve only this model: a request for another gets 404, as from vLLM;
     # /v1/models lists it.  None: any model is answered (the default).
@@ -57,6 +65,8 @@ class MockConfig:
             raise ValueError("ttft_ms and itl_ms must be >= 0")
         if self.tokens < 1 or self.tokens_per_chunk < 1:
             raise ValueError("tokens and tokens_per_chunk must be >= 1")
+        if self.tokens_per_chunk_max is not None and self.tokens_per_chunk_max < self.tokens_per_chunk:
+            raise ValueError("the largest tokens per chunk must be >= the smallest")
         if self.tokens_min is not None and not 1 <= self.tokens_min <= self.tokens:
             raise ValueError("tokens_min must be between 1 and tokens")
         if self.slots is not None and self.slots < 1:
@@ -80,6 +90,27 @@ class MockConfig:
         if self.tokens_min is None:
             return self.tokens
         return self.tokens_min + zlib.crc32(request_id.encode()) % (self.tokens - self.tokens_min + 1)
+
+    def chunk_sizes(self, request_id: str, n_tokens: int) -> list[int]:
+        """Tokens in each content event of a reply of n_tokens (the last may be short)."""
+        lo = self.tokens_per_chunk
+        hi = self.tokens_per_chunk_max or lo
+        if hi == lo:
+            return [lo] * (n_tokens // lo) + ([n_tokens % lo] if n_tokens % lo else [])
+        draw = random.Random(zlib.crc32(request_id.encode())).randint
+        sizes, left = [], n_tokens
+        while left > 0:
+            sizes.append(min(left, draw(lo, hi)))
+            left -= sizes[-1]
+        return sizes
+
+    @property
+    def token_interval_s(self) -> float:
+        """Seconds per output token after the first event: itl_ms over the
+        mean tokens per event, so the mean gap between events stays itl_ms
+        and a chunk of n tokens comes n intervals after the one before it."""
+        hi = self.tokens_per_chunk_max or self.tokens_per_chunk
+        return self.itl_s / ((self.tokens_per_chunk + hi) / 2.0)
 
     @property
     def listed_model(self) -> str:

@@ -23,8 +23,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .config import MockConfig
-from .plan import (SSE_CONTENT_TYPE, BadRequest, ModelNotFound, ResponsePlan, content_due, json_plan,
-                   n_chunks, output_length, parse_json_object)
+from .plan import (SSE_CONTENT_TYPE, BadRequest, ModelNotFound, ResponsePlan, chunk_schedule, json_plan,
+                   output_length, parse_json_object)
 from .tokens import chunk_json, count_messages, count_prompt, output_text
 
 if TYPE_CHECKING:
@@ -77,8 +77,7 @@ def _generation(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> Respo
     if rec is not None:
         rec.prompt_tokens, rec.completion_tokens = prompt_tokens, n_tokens
     rid = req.request_id
-    k = cfg.tokens_per_chunk
-    nc = n_chunks(n_tokens, k)
+    sizes, due = chunk_schedule(cfg, req.request_id, n_tokens)
 
     if not wants_sse(req):
         text = output_text(n_tokens)
@@ -92,7 +91,7 @@ def _generation(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> Respo
                                              "output_tokens": n_tokens,
                                              "total_tokens": prompt_tokens + n_tokens},
                  "request_id": rid}
-        return json_plan(200, reply, cfg.ttft_s + (nc - 1) * cfg.itl_s)
+        return json_plan(200, reply, due[-1])
 
     incremental = params.get("incremental_output") is True
     rid_json = json.dumps(rid).encode()
@@ -100,16 +99,15 @@ def _generation(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> Respo
         pre, mid = b'data:{"output":{"choices":[{"message":{"content":', b',"role":"assistant"},"finish_reason":"%s"}]},'
     else:
         pre, mid = b'data:{"output":{"text":', b',"finish_reason":"%s"},'
-    events = []
-    for j in range(nc):
-        start = j * k
-        end = min(n_tokens, start + k)
+    events, end = [], 0
+    for j, n in enumerate(sizes):
+        start, end = end, end + n
         text = chunk_json(start, end - start) if incremental else chunk_json(0, end)
         reason = b"null" if end < n_tokens else finish.encode()
         events.append(
             b"id:%d\nevent:result\n:HTTP_STATUS/200\n" % (j + 1) + pre + text + mid % reason
             + b'"usage":{"total_tokens":%d,"output_tokens":%d,"input_tokens":%d},"request_id":%s}\n\n'
             % (prompt_tokens + end, end, prompt_tokens, rid_json))
-    return ResponsePlan(200, SSE_CONTENT_TYPE, events, content_due(nc, cfg.ttft_s, cfg.itl_s),
-                        chunked=True, content_start=0, content_count=nc,
+    return ResponsePlan(200, SSE_CONTENT_TYPE, events, due,
+                        chunked=True, content_start=0, content_count=len(sizes),
                         extra_headers=(("x-dashscope-request-id", rid),))

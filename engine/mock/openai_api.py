@@ -2,7 +2,8 @@
 
 Streams (chat): a role chunk at once, then content chunks at ttft, ttft+itl,
 ..., finish_reason on the last content chunk, an optional usage chunk
-(stream_options.include_usage), then ``data: [DONE]``.  Completions streams
+(stream_options.include_usage), then ``data: [DONE]``; with vLLM's
+stream_options.continuous_usage_stats every chunk carries the usage so far.  Completions streams
 have no role chunk (vLLM sends none).  Events are assembled from pre-encoded
 byte pieces: json.dumps per event would be most of the server's CPU.
 """
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import MockConfig
 from .plan import (JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, BadRequest, ModelNotFound, ResponsePlan,
-                   content_due, json_plan, n_chunks, output_length, parse_json_object)
+                   chunk_schedule, json_plan, output_length, parse_json_object)
 from .tokens import chunk_json, count_messages, count_prompt
 
 if TYPE_CHECKING:
@@ -58,16 +59,15 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
     n_tokens, finish = output_length(max_tokens, cfg.reply_tokens(req.request_id))
     if rec is not None:
         rec.prompt_tokens, rec.completion_tokens = prompt_tokens, n_tokens
-    k = cfg.tokens_per_chunk
-    nc = n_chunks(n_tokens, k)
+    sizes, due = chunk_schedule(cfg, req.request_id, n_tokens)
+    nc = len(sizes)
     rid = ("chatcmpl-" if chat else "cmpl-") + req.request_id
     model = body.get("model", cfg.model_name)
     created = int(req.arrival)
     obj = ("chat.completion.chunk" if chat else "text_completion") if body.get("stream") else (
         "chat.completion" if chat else "text_completion")
     rid_json, model_json = json.dumps(rid).encode(), _json_str(model)
-    usage_json = b'{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d}' % (
-        prompt_tokens, prompt_tokens + n_tokens, n_tokens)
+    usage_json = _usage(prompt_tokens, n_tokens)
     if not body.get("stream"):
         # Templated, not json.dumps of a dict: this is most of the cost of a
         # short non-streamed reply.  The shape is vLLM's.
@@ -78,8 +78,16 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
                  b'"finish_reason":"%s","stop_reason":null}],"usage":%s}'
                  % (rid_json, obj.encode(), created, model_json, choice, finish.encode(), usage_json))
         # The whole answer is ready when the last chunk would have been sent.
-        return ResponsePlan(200, JSON_CONTENT_TYPE, [reply], [cfg.ttft_s + (nc - 1) * cfg.itl_s],
-                            content_count=1)
+        return ResponsePlan(200, JSON_CONTENT_TYPE, [reply], [due[-1]], content_count=1)
+
+    opts = body.get("stream_options")
+    include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
+    # vLLM's continuous_usage_stats (only with include_usage, as vLLM): every
+    # chunk carries the usage so far, completion_tokens counting up.
+    continuous = include_usage and bool(opts.get("continuous_usage_stats"))
+
+    def close(done: int) -> bytes:
+        return b',"usage":%s}\n\n' % _usage(prompt_tokens, done) if continuous else b"}\n\n"
 
     head = b'data: {"id":%s,"object":"%s","created":%d,"model":%s,"choices":' % (
         rid_json, obj.encode(), created, model_json)
@@ -87,27 +95,31 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
         pre, mid = head + b'[{"index":0,"delta":{"content":', b'},"logprobs":null,"finish_reason":'
     else:
         pre, mid = head + b'[{"index":0,"text":', b',"logprobs":null,"finish_reason":'
-    tail = b'null,"stop_reason":null}]}\n\n' if not chat else b'null}]}\n\n'
-    events = [pre + chunk_json(j * k, k) + mid + tail for j in range(nc - 1)]
-    last_start = (nc - 1) * k
-    events.append(pre + chunk_json(last_start, n_tokens - last_start) + mid
-                  + b'"%s","stop_reason":null}]}\n\n' % finish.encode())
-    due = content_due(nc, cfg.ttft_s, cfg.itl_s)
+    tail = b'null,"stop_reason":null}]' if not chat else b'null}]'
+    events, start = [], 0
+    for j, n in enumerate(sizes):
+        end = b'"%s","stop_reason":null}]' % finish.encode() if j == nc - 1 else tail
+        events.append(pre + chunk_json(start, n) + mid + end + close(start + n))
+        start += n
     content_start = 0
     if chat:
         events.insert(0, head + b'[{"index":0,"delta":{"role":"assistant","content":""},'
-                               b'"logprobs":null,"finish_reason":null}]}\n\n')
+                               b'"logprobs":null,"finish_reason":null}]' + close(0))
         due.insert(0, 0.0)
         content_start = 1
     end_s = due[-1]
-    opts = body.get("stream_options")
-    if isinstance(opts, dict) and opts.get("include_usage"):
+    if include_usage:
         events.append(head + b'[],"usage":%s}\n\n' % usage_json)
         due.append(end_s)
     events.append(_DONE)
     due.append(end_s)
     return ResponsePlan(200, SSE_CONTENT_TYPE, events, due, chunked=True,
                         content_start=content_start, content_count=nc)
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> bytes:
+    return b'{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d}' % (
+        prompt_tokens, prompt_tokens + completion_tokens, completion_tokens)
 
 
 def models(req: Request, cfg: MockConfig, started: float) -> ResponsePlan:

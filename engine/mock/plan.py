@@ -81,13 +81,24 @@ def reason(status: int) -> str:
     return _REASONS.get(status, "Unknown")
 
 
-def n_chunks(n_tokens: int, tokens_per_chunk: int) -> int:
-    return -(-n_tokens // tokens_per_chunk)
-
-
 def content_due(n_content: int, ttft_s: float, itl_s: float) -> list[float]:
     """Due offsets of the content events: ttft, ttft+itl, ... (never accumulated)."""
     return [ttft_s + i * itl_s for i in range(n_content)]
+
+
+def chunk_schedule(cfg, request_id: str, n_tokens: int) -> tuple[list[int], list[float]]:
+    """(tokens per content event, due offsets) of one reply.  Fixed-size
+    chunks are due at ttft + i*itl (`content_due`); variable ones (a
+    tokens-per-chunk range) when their tokens are done: a chunk of n tokens
+    comes n per-token intervals (cfg.token_interval_s) after the one before,
+    so the gap per token is steady while the gap per event is not."""
+    sizes = cfg.chunk_sizes(request_id, n_tokens)
+    if cfg.tokens_per_chunk_max is None:
+        return sizes, content_due(len(sizes), cfg.ttft_s, cfg.itl_s)
+    done = [0]
+    for n in sizes[1:]:
+        done.append(done[-1] + n)  # whole tokens: the offsets are never accumulated in floats
+    return sizes, [cfg.ttft_s + k * cfg.token_interval_s for k in done]
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from engine.arguments import Arguments
 from plugins.base import ApiPluginBase
 from plugins.bodies import fill_query_template, messages_text
 from plugins.jsoncache import load_json
-from plugins.openai_shapes import last_usage
+from plugins.openai_shapes import last_usage, usage_counts
 
 TOP_LEVEL_KEYS = ("model", "input", "parameters")
 
@@ -87,6 +87,10 @@ class DashScopePlugin(ApiPluginBase):
     def parse_responses(self, responses: list, request: Any = None, **kwargs: Any):
         # Usage is cumulative in every event: the last one is the total.
         return last_usage(responses, "input_tokens", "output_tokens")
+
+    def output_event_tokens(self, responses: list[str], indexes: list[int]) -> list[int] | None:
+        """DashScope's usage is cumulative in every event."""
+        return usage_counts(responses, indexes, "output_tokens")
 
     def output_event_indexes(self, responses: list[str], request: Any = None) -> list[int]:
         return _Reading(responses, self._asked_incremental(request)).output_indexes

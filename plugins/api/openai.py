@@ -28,6 +28,8 @@ class OpenaiPlugin(ApiPluginBase):
         body["stream"] = param.stream
         if param.stream:
             body["stream_options"] = {"include_usage": True}
+            if param.continuous_usage:  # vLLM's: usage in every chunk, for tokens per chunk (ITL per token)
+                body["stream_options"]["continuous_usage_stats"] = True
         # Only what the user asked for: strict servers answer 422 to fields
         # they do not know, so optional sampling fields are never defaulted.
         for key in ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "stop"):
