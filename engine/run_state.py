@@ -22,6 +22,7 @@ from engine.derive import ParseWatch, to_row
 from engine.errors import PluginFailed
 from engine.pool_api import Message, Pool
 from engine.progress import Progress
+from engine.replay import trace_schedule
 from engine.records import FinishedRecord, Job, RawRecord, Sent, WorkerStats
 from engine.scheduler import send_offsets_s
 from engine.store import ResultStore
@@ -54,7 +55,7 @@ class RunState:
         args = self.args
         try:
             offsets = send_offsets_s(args.rate, args.burstiness, args.seed, args.number)
-            t0 = deadline = None
+            t0 = deadline = trace_first = None
             for sent in jobs:
                 job = sent.job
                 if self.stop.is_set():
@@ -69,18 +70,22 @@ class RunState:
                         pool.wait_ready(stop=self.stop)
                         if self.stop.is_set():
                             return
-                        t0 = time.time() + (RATE_LEAD_S if args.rate is not None else 0.0)
+                        open_loop = args.rate is not None or sent.offset_s is not None
+                        t0 = time.time() + (RATE_LEAD_S if open_loop else 0.0)
                         if args.duration is not None:
                             # Workers check it at the send; the feeder only stops queueing.
                             deadline = self.deadline = t0 + args.duration
                             pool.set_deadline(deadline)
-                    offset = next(offsets)
+                    if sent.offset_s is not None:  # a trace's own time (engine.replay)
+                        offset, trace_first = trace_schedule(sent.offset_s, trace_first)
+                    else:
+                        offset = next(offsets)
                     scheduled = None if offset is None else t0 + offset
                     due = scheduled if scheduled is not None else time.time()
                     if deadline is not None and due >= deadline:
                         return
                     job = Job(job.seq, job.request_id, job.payload, scheduled, False)
-                    sent = Sent(job, sent.body, sent.request_b64)
+                    sent = Sent(job, sent.body, sent.request_b64, sent.offset_s)
                 with self.lock:
                     self.pending[job.seq] = sent
                 while True:
