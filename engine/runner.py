@@ -237,7 +237,8 @@ def _make_pool(args: Arguments, target: Target) -> Pool:
 
         return RayPool(target, args.parallel, args.ray_workers, queue_ahead=args.parallel + 8,
                        address=args.ray_address)
-    return WorkerPool(target, args.parallel, args.workers, queue_ahead=args.parallel + 8)
+    return WorkerPool(target, args.parallel, args.workers, queue_ahead=args.parallel + 8,
+                      ramp_s=args.ramp_up if args.rate is None else None)
 
 
 def _collect(run: RunState, pool: Pool, stats: list[WorkerStats]) -> str:
