@@ -21,6 +21,7 @@ from analysis.slo import check_slo, parse_slo, slo_mask  # noqa: F401
 from analysis.stats import PERCENTILE_LABELS, nan_mean, nearest_rank
 from analysis import token_itl
 from engine.arguments import redact_url
+from engine.store import RAMP_UP
 
 # Summary keys: evalscope perf 1.14's first, in its order, then ours.
 EVALSCOPE_KEYS = (
@@ -168,7 +169,8 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
     lag = samples["Schedule Lag (ms)"]
     out["Avg Schedule Lag (ms)"] = rounded(nan_mean(lag))
     out["P99 Schedule Lag (ms)"] = rounded(nearest_rank(lag, ["99%"])[0])
-    out["Warmup Requests"] = int((req["is_warmup"].to_numpy() != 0).sum())
+    out["Warmup Requests"] = int((req["is_warmup"].to_numpy() == 1).sum())
+    out["Ramp-up Requests"] = int((req["is_warmup"].to_numpy() == RAMP_UP).sum())  # --ramp-up: not measured either
     skipped = sum(1 for p in frames.problems if p.startswith("rowid "))
     out["Skipped Rows"] = skipped
     reconnects = int(pd.to_numeric(req.loc[measured, "reconnects"], errors="coerce").fillna(0).sum())

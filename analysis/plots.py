@@ -22,6 +22,7 @@ from analysis.frames import Frames, start_end
 from analysis.metrics import metric_samples
 from analysis.plot_style import BLUE, GREEN, GREY, ORANGE, PURPLE, RED, no_data, safely, single, style
 from analysis.stats import nearest_rank
+from engine.store import RAMP_UP
 
 MARKERS = (("50%", "p50", GREEN), ("90%", "p90", ORANGE), ("99%", "p99", RED))
 MAX_SCATTER = 50_000
@@ -150,9 +151,13 @@ def _bins_text(width: float) -> str:
 
 
 def _shade_warmup(ax: Axes, frames: Frames, start: np.ndarray, end: np.ndarray) -> None:
-    warm = frames.requests["is_warmup"].to_numpy() != 0
+    flag = frames.requests["is_warmup"].to_numpy()
+    warm = flag == 1  # --warmup-num: until its last reply
     if warm.any() and np.isfinite(end[warm]).any():
         ax.axvspan(np.nanmin(start[warm]), np.nanmax(end[warm]), color=GREY, alpha=0.12, label="warm-up")
+    ramp = flag == RAMP_UP  # --ramp-up (engine.store): the sends of the ramp, while the load grows
+    if ramp.any() and np.isfinite(start[ramp]).any():
+        ax.axvspan(np.nanmin(start[ramp]), np.nanmax(start[ramp]), color=ORANGE, alpha=0.10, label="ramp-up")
 
 
 def plot_in_flight(ax: Axes, frames: Frames) -> None:

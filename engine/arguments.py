@@ -41,6 +41,10 @@ class Arguments:
     ray_address: str | None = None  # --backend ray: the cluster; None/auto = the running one, else a local Ray
     ray_workers: int | None = None  # --backend ray: actors; None = one per CPU of the cluster
     warmup_num: int = 0
+    # --open-loop: requests go at their scheduled times (--rate, or a trace
+    # dataset's own), never held back by replies; --parallel only caps threads
+    open_loop: bool = False
+    ramp_up: float | None = None  # seconds over which concurrency (or rate) grows from 1 to its target
     duration: float | None = None  # seconds of dispatching
     grace: float = 5.0  # seconds in-flight requests get after Ctrl-C
     seed: int = 0
@@ -53,6 +57,7 @@ class Arguments:
     max_prompt_length: int = 131072
     prefix_length: int = 0
     tokenizer_path: str | None = None
+    dataset_args: dict[str, Any] = field(default_factory=dict)  # --dataset-args: the dataset plugin's own options
     apply_chat_template: bool = True  # read by datasets ported from evalscope perf
     # generation
     max_tokens: int | None = None

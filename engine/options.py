@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     l.add_argument("-n", "--number", type=POS_INT, nargs="+",
                    help=f"requests per run, paired with --parallel (default {DEFAULT_NUMBER})")
     l.add_argument("--rate", type=POS_FLOAT, nargs="+", help="requests/s, open loop (default: no pacing)")
+    l.add_argument("--open-loop", action="store_true",
+                   help="send each request at its scheduled time whatever is in flight: at --rate, or at the "
+                        "times of a trace dataset (workload_trace, mooncake_trace); in-flight requests are "
+                        f"capped only by an explicit --parallel (default {RATE_DEFAULT_PARALLEL})")
+    l.add_argument("--ramp-up", type=POS_FLOAT, metavar="S",
+                   help="seconds over which concurrency (or --rate) grows linearly from 1 to its target; "
+                        "the requests sent meanwhile are recorded with is_warmup = 2 and left out of metrics")
     l.add_argument("--burstiness", type=BURST, default=1.0, help="gamma shape of the gaps at --rate; 1 = Poisson")
     # Twice the cores: a process's threads share one GIL, and with two per core
     # one runs while another waits for it (non-streamed load on 2 cores: 1900
@@ -119,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip longer prompts; tokens with --tokenizer-path, else characters (default 131072)")
     d.add_argument("--prefix-length", type=NONNEG_INT, default=0,
                    help="shared prefix length in tokens (random dataset)")
+    d.add_argument("--dataset-args", metavar="JSON",
+                   help="JSON object of the dataset plugin's own options, e.g. '{\"speed\": 2.0}' for a trace")
     d.add_argument("--tokenizer-path", help="tokenizer.json, tokenizer folder or hub model id "
                    "(e.g. Qwen/Qwen2.5-0.5B-Instruct, via huggingface_hub's cache), for token counts")
     g = p.add_argument_group("generation (sent only when given)")
@@ -184,14 +193,11 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
         if not sep or not key.strip():
             raise UsageError(f"--headers '{item}' is not KEY=VALUE")
         headers[key.strip()] = value
-    extra_args = {}
-    if ns.extra_args:
-        try:
-            extra_args = json.loads(ns.extra_args)
-        except ValueError as e:
-            raise UsageError(f"--extra-args is not valid JSON: {e}") from None
-        if not isinstance(extra_args, dict):
-            raise UsageError("--extra-args must be a JSON object, e.g. '{\"ignore_eos\": true}'")
+    extra_args = _json_object(ns.extra_args, "--extra-args", '{"ignore_eos": true}')
+    dataset_args = _json_object(ns.dataset_args, "--dataset-args", '{"speed": 2.0}')
+    if ns.ramp_up and ns.backend == "ray" and not ns.rate:
+        raise UsageError("--ramp-up without --rate (a concurrency ramp) needs --backend local: "
+                         "Ray actors do not ramp yet")
     api_key = ns.api_key or os.environ.get("DASHSCOPE_API_KEY" if ns.api == "dashscope" else "OPENAI_API_KEY")
     dataset = ns.dataset or ("line_by_line" if ns.dataset_path else "builtin")
     slo = None
@@ -208,7 +214,8 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
         proxy=ns.proxy, ca_bundle=ns.ca_bundle, cert=ns.cert, key=ns.key,
         retries=ns.retries,
         burstiness=ns.burstiness, workers=ns.workers, backend=ns.backend, ray_address=ns.ray_address,
-        ray_workers=ns.ray_workers, warmup_num=ns.warmup_num, duration=ns.duration,
+        ray_workers=ns.ray_workers, warmup_num=ns.warmup_num, open_loop=ns.open_loop, ramp_up=ns.ramp_up,
+        dataset_args=dataset_args, duration=ns.duration,
         grace=ns.grace, seed=ns.seed, dataset=dataset, dataset_path=ns.dataset_path, prompt=ns.prompt,
         query_template=ns.query_template, min_prompt_length=ns.min_prompt_length,
         max_prompt_length=ns.max_prompt_length, prefix_length=ns.prefix_length, tokenizer_path=ns.tokenizer_path,
@@ -218,6 +225,18 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
     )
     runs = [base.replace(parallel=p, number=n, rate=r) for p, n, r in zip(parallel, number, rate)]
     return runs, Extra(tuple(ns.plugin_module), slo, ns.max_error_rate, not ns.no_plots, ns.test_connection)
+
+
+def _json_object(text: str | None, flag: str, example: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"{flag} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag} must be a JSON object, e.g. '{example}'")
+    return value
 
 
 def _check_tls_files(ns) -> None:
@@ -233,12 +252,17 @@ def _check_tls_files(ns) -> None:
 def _sweep_lists(ns) -> tuple[list, list, list]:
     """Pair --parallel, --number and --rate into runs: each list has one
     value (used for every run) or as many as the longest."""
-    if not ns.url and ns.parallel is None and ns.number is None and ns.rate is None and ns.duration is None:
+    if not ns.url and ns.parallel is None and ns.number is None and ns.rate is None and ns.duration is None \
+            and not ns.open_loop:
         return DEFAULT_SWEEP_PARALLEL, DEFAULT_SWEEP_NUMBER, [None] * len(DEFAULT_SWEEP_PARALLEL)
     # An open loop must not be throttled by a closed one: with --rate and no
     # --parallel, allow many requests in flight (vllm bench's default is no cap).
-    parallel = ns.parallel or ([RATE_DEFAULT_PARALLEL] if ns.rate else [1])
-    number = ns.number or [None if ns.duration else DEFAULT_NUMBER]
+    # --open-loop is evalscope's name for the same: no cap but an explicit --parallel.
+    open_loop = bool(ns.rate or ns.open_loop)
+    parallel = ns.parallel or ([RATE_DEFAULT_PARALLEL] if open_loop else [1])
+    # An open loop without --rate replays a trace: all of it unless --number says less.
+    whole_trace = ns.open_loop and not ns.rate
+    number = ns.number or [None if (ns.duration or whole_trace) else DEFAULT_NUMBER]
     rate = ns.rate or [None]
     n = max(len(parallel), len(number), len(rate))
     for flag, values in (("--parallel", parallel), ("--number", number), ("--rate", rate)):

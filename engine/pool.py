@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from engine.ramp import thread_turns_s
 from engine.records import Target, WorkerStats
 from engine.worker import IDLE, run_worker
 
@@ -67,10 +68,14 @@ class _Member:
 
 
 class WorkerPool:
-    def __init__(self, target: Target, parallel: int, workers: int, queue_ahead: int):
+    def __init__(self, target: Target, parallel: int, workers: int, queue_ahead: int,
+                 ramp_s: float | None = None):
         self.target = target
         self.jobs = CONTEXT.Queue(maxsize=max(queue_ahead, 1))
         self.threads = split_threads(parallel, workers)
+        # --ramp-up of concurrency: each slot's turn after the ramp's t0 (shared, set by the feeder)
+        self._turns_s = thread_turns_s(self.threads, ramp_s)
+        self._ramp_start = CONTEXT.Value("d", 0.0, lock=False)
         self.slots = CONTEXT.Array("q", [IDLE] * sum(self.threads), lock=False)
         self._ready = CONTEXT.Semaphore(0)  # one release per process whose threads run
         self._stop_reader, self._stop_writer = CONTEXT.Pipe(duplex=False)
@@ -111,7 +116,8 @@ class WorkerPool:
         reader, writer = CONTEXT.Pipe(duplex=False)
         process = CONTEXT.Process(target=run_worker, name=f"servegauge-w{index}", daemon=True,
                                   args=(index, self.target, self.jobs, writer, n_threads, self.slots, slot_base,
-                                        self._ready, self._stop_reader, self._deadline))
+                                        self._ready, self._stop_reader, self._deadline, self._ramp_start,
+                                        self._turns_s[slot_base:slot_base + n_threads]))
         # The child inherits blocked SIGINT and SIGTERM, so a Ctrl-C to the
         # process group while it imports is not a KeyboardInterrupt in it:
         # it ignores SIGINT, then unblocks both (engine.worker.run_worker).
@@ -145,6 +151,10 @@ class WorkerPool:
     def set_deadline(self, epoch_s: float) -> None:
         """No thread sends at or after this time (engine.worker.wait_to_send)."""
         self._deadline.value = epoch_s
+
+    def set_ramp_start(self, epoch_s: float) -> None:
+        """--ramp-up: the ramp's t0, set before the first measured job is queued."""
+        self._ramp_start.value = epoch_s
 
     def receive(self, timeout_s: float) -> list:
         """The messages (RawRecord, WorkerStats) that arrived within `timeout_s`."""

@@ -48,6 +48,10 @@ class Pool(Protocol):
     def set_deadline(self, epoch_s: float) -> None:
         """No worker thread sends at or after this time."""
 
+    def set_ramp_start(self, epoch_s: float) -> None:
+        """--ramp-up without --rate: the ramp's t0; each worker thread sends
+        its first measured request at its turn after it (engine.ramp)."""
+
     def receive(self, timeout_s: float) -> list[Message]:
         """The messages that arrived within `timeout_s`."""
 

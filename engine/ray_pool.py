@@ -113,6 +113,11 @@ class RayPool:
         with self._lock:
             self._deadline = epoch_s
 
+    def set_ramp_start(self, epoch_s: float) -> None:
+        """Ray actors do not ramp concurrency: engine.options refuses --ramp-up
+        without --rate on this backend, so this is never called."""
+        raise NotImplementedError("--ramp-up of concurrency with --backend ray")
+
     def receive(self, timeout_s: float) -> list:
         """The messages (RawRecord, WorkerStats) that arrived within `timeout_s`."""
         try:

@@ -53,6 +53,9 @@ class Sent:
     job: Job
     body: dict
     request_b64: str
+    # A trace's own send time for it (engine.replay): seconds after the
+    # trace's first request; None = the run's schedule decides.
+    offset_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

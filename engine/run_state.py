@@ -22,9 +22,11 @@ from engine.derive import ParseWatch, to_row
 from engine.errors import PluginFailed
 from engine.pool_api import Message, Pool
 from engine.progress import Progress
+from engine.ramp import ramped_offsets_s
+from engine.replay import trace_schedule
 from engine.records import FinishedRecord, Job, RawRecord, Sent, WorkerStats
 from engine.scheduler import send_offsets_s
-from engine.store import ResultStore
+from engine.store import RAMP_UP, ResultStore
 
 RATE_LEAD_S = 0.1  # open loop: the first request is due this long after set-up
 
@@ -41,6 +43,7 @@ class RunState:
         self.warmup_done = threading.Event()
         self.feed_error: BaseException | None = None
         self.deadline: float | None = None  # epoch: --duration ends here (set by the feeder)
+        self.ramp_end: float | None = None  # epoch: --ramp-up ends here; rows due before are marked
         self.max_failed: int | None = None  # more failed requests than this stop the run
         self.failed = 0
         self.rows = 0
@@ -53,8 +56,11 @@ class RunState:
     def feed(self, pool: Pool, jobs: Iterator[Sent]) -> None:
         args = self.args
         try:
-            offsets = send_offsets_s(args.rate, args.burstiness, args.seed, args.number)
-            t0 = deadline = None
+            if args.ramp_up and args.rate is not None:
+                offsets = ramped_offsets_s(args.rate, args.ramp_up, args.burstiness, args.seed, args.number)
+            else:
+                offsets = send_offsets_s(args.rate, args.burstiness, args.seed, args.number)
+            t0 = deadline = trace_first = None
             for sent in jobs:
                 job = sent.job
                 if self.stop.is_set():
@@ -69,18 +75,26 @@ class RunState:
                         pool.wait_ready(stop=self.stop)
                         if self.stop.is_set():
                             return
-                        t0 = time.time() + (RATE_LEAD_S if args.rate is not None else 0.0)
+                        open_loop = args.rate is not None or sent.offset_s is not None
+                        t0 = time.time() + (RATE_LEAD_S if open_loop else 0.0)
+                        if args.ramp_up:
+                            self.ramp_end = t0 + args.ramp_up
+                            if args.rate is None:  # threads join one by one (engine.ramp)
+                                pool.set_ramp_start(t0)
                         if args.duration is not None:
                             # Workers check it at the send; the feeder only stops queueing.
                             deadline = self.deadline = t0 + args.duration
                             pool.set_deadline(deadline)
-                    offset = next(offsets)
+                    if sent.offset_s is not None:  # a trace's own time (engine.replay)
+                        offset, trace_first = trace_schedule(sent.offset_s, trace_first)
+                    else:
+                        offset = next(offsets)
                     scheduled = None if offset is None else t0 + offset
                     due = scheduled if scheduled is not None else time.time()
                     if deadline is not None and due >= deadline:
                         return
                     job = Job(job.seq, job.request_id, job.payload, scheduled, False)
-                    sent = Sent(job, sent.body, sent.request_b64)
+                    sent = Sent(job, sent.body, sent.request_b64, sent.offset_s)
                 with self.lock:
                     self.pending[job.seq] = sent
                 while True:
@@ -113,6 +127,8 @@ class RunState:
         if self.args.api_key:
             record = redact(record, self.args.api_key)
         row = to_row(record, sent, self.api, self.count_tokens, self.parse_watch)
+        if self.ramp_end is not None and not sent.job.is_warmup and record.scheduled_time < self.ramp_end:
+            row["is_warmup"] = RAMP_UP  # left out of the metrics, as warm-up is
         self.store.add(row)
         if not record.final:  # an attempt that --retries will repeat: a row of its own, not a result
             self.progress.on_attempt(bool(row["success"]))

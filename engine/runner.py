@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
-from engine import installed_version, interrupts, transport
+from engine import installed_version, interrupts, replay, transport
 from engine.arguments import Arguments
 from engine.errors import DatasetError, PluginFailed, Terminated, UsageError
 from engine.pool import WorkerPool
@@ -75,6 +75,8 @@ def _items(dataset) -> Iterator:
         if empty:
             hint = _empty_hint(dataset.query_parameters) if first else ""
             raise DatasetError(f"dataset '{dataset.query_parameters.dataset}' yielded no prompts{hint}")
+        if getattr(dataset, "provides_arrival_schedule", False):
+            return  # a trace is replayed once: its times would repeat
         first = False
 
 
@@ -97,7 +99,7 @@ def _jobs(args: Arguments, api, dataset) -> Iterator[Sent]:
     for item in _items(dataset):
         if limit is not None and produced >= limit:
             return
-        body = api.build_request(item, args)
+        body, offset_s = replay.body_and_offset(item, api, args)
         if body is None:
             skipped += 1
             if skipped > MAX_SKIPPED_IN_A_ROW:
@@ -107,7 +109,7 @@ def _jobs(args: Arguments, api, dataset) -> Iterator[Sent]:
         n = next(seq)
         job = Job(seq=n, request_id=uuid.uuid4().hex, payload=_json_bytes(body), is_warmup=n < args.warmup_num)
         produced += 1
-        yield Sent(job, body, encode_pickle(body))
+        yield Sent(job, body, encode_pickle(body), offset_s)
 
 
 def _json_bytes(body: dict) -> bytes:
@@ -235,7 +237,8 @@ def _make_pool(args: Arguments, target: Target) -> Pool:
 
         return RayPool(target, args.parallel, args.ray_workers, queue_ahead=args.parallel + 8,
                        address=args.ray_address)
-    return WorkerPool(target, args.parallel, args.workers, queue_ahead=args.parallel + 8)
+    return WorkerPool(target, args.parallel, args.workers, queue_ahead=args.parallel + 8,
+                      ramp_s=args.ramp_up if args.rate is None else None)
 
 
 def _collect(run: RunState, pool: Pool, stats: list[WorkerStats]) -> str:

@@ -35,7 +35,7 @@ RESULT_COLUMNS = (
     ("scheduled_time", "REAL"),
     ("request_id", "TEXT"),
     ("is_stream", "INTEGER"),
-    ("is_warmup", "INTEGER"),
+    ("is_warmup", "INTEGER"),  # 0 measured; 1 --warmup-num; RAMP_UP (2) sent during --ramp-up
     ("worker", "TEXT"),
     # ours, after the contract's columns: arrival of every event (output or
     # not), seconds since send, so any metric can be re-derived offline
@@ -62,6 +62,7 @@ RUN_COLUMNS = (
 )
 
 COMMIT_INTERVAL_S = 0.5
+RAMP_UP = 2  # is_warmup of a request sent during --ramp-up: not measured, as warm-up is not
 
 
 def encode_pickle(value: Any) -> str:

@@ -43,10 +43,11 @@ class PipeGate:
     written to it, or once the coordinator is gone), and a shared double
     holding the deadline in epoch seconds (0: none)."""
 
-    def __init__(self, stop_reader, deadline_value):
+    def __init__(self, stop_reader, deadline_value, ramp_value=None):
         self._reader = stop_reader  # kept: it owns the descriptor
         self._fd = stop_reader.fileno()
         self._deadline = deadline_value
+        self._ramp = ramp_value  # --ramp-up: epoch t0 of the ramp (0: not started)
 
     def wait(self, timeout_s: float) -> bool:
         """True as soon as the run is stopped; False after `timeout_s` without."""
@@ -59,6 +60,9 @@ class PipeGate:
 
     def deadline(self) -> float | None:
         return self._deadline.value or None
+
+    def ramp_start(self) -> float | None:
+        return (self._ramp.value or None) if self._ramp is not None else None
 
 
 class EventGate:
@@ -73,6 +77,9 @@ class EventGate:
 
     def deadline(self) -> float | None:
         return self.limit
+
+    def ramp_start(self) -> float | None:
+        return None  # Ray actors do not ramp (engine.options refuses it)
 
 
 def wait_to_send(job: Job, gate) -> bool:
@@ -119,13 +126,25 @@ class PipeSink:
             self._writer.close()
 
 
+def wait_turn(turn_s: float, gate) -> bool:
+    """--ramp-up: before its first measured request a thread waits until
+    its turn (engine.ramp.thread_turns_s) after the ramp's t0; False once
+    the run is stopped meanwhile."""
+    start = gate.ramp_start()
+    if start is None:
+        return True
+    delay = start + turn_s - time.time()
+    return not (delay > 0 and gate.wait(delay))
+
+
 def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots, slot_base: int, ready,
-               stop_reader, deadline) -> None:
+               stop_reader, deadline, ramp=None, turns_s=None) -> None:
     """Process entry point.  `slots[slot_base + t]` holds the seq thread t is
     sending, so the coordinator can account for it if this process dies;
     `ready` (a semaphore) is released once the threads run; `results` is the
     write end of this process's own pipe to the coordinator; `stop_reader`
-    and `deadline` make its PipeGate."""
+    and `deadline` make its PipeGate; with --ramp-up, `ramp` is the shared
+    t0 of the ramp and `turns_s` each thread's turn after it."""
     # Ctrl-C goes to the whole process group: the coordinator decides what
     # happens, workers keep going until told to stop.  (The pool starts us
     # with SIGINT and SIGTERM blocked, so nothing arrives before this line.)
@@ -137,8 +156,8 @@ def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots,
     sink = PipeSink(results)
     wall0, cpu0 = time.monotonic(), time.process_time()
     run_threads(target, jobs, sink, n_threads, slots, slot_base, name,
-                lambda: sink.broken or os.getppid() != parent, PipeGate(stop_reader, deadline),
-                started=ready.release)
+                lambda: sink.broken or os.getppid() != parent, PipeGate(stop_reader, deadline, ramp),
+                started=ready.release, turns_s=turns_s)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     sink.put(WorkerStats(worker=name, cpu_s=time.process_time() - cpu0, wall_s=time.monotonic() - wall0,
                          peak_rss_mb=usage.ru_maxrss / 1024.0, extra={"pid": os.getpid(), "threads": n_threads}))
@@ -157,7 +176,8 @@ def tune_gc() -> None:
 
 
 def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base: int, name: str,
-                orphaned: Callable[[], bool], gate, started: Callable[[], object] | None = None) -> None:
+                orphaned: Callable[[], bool], gate, started: Callable[[], object] | None = None,
+                turns_s=None) -> None:
     """The worker loop, shared by a local worker process and a Ray actor
     (engine.ray_actor): `n_threads` threads, each with its own
     transport.Sender, take Jobs from `jobs` (`get(timeout=)`; None = stop),
@@ -166,7 +186,8 @@ def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base:
     asks `gate` (wait_to_send); once the gate says no, the thread stops.
     Returns when every thread has stopped; `orphaned()` is asked while idle
     whether the coordinator is gone; `started()` is called once every
-    thread has its connection open."""
+    thread has its connection open; `turns_s[t]`, when given, is thread t's
+    turn in a --ramp-up (wait_turn)."""
     waiting = [n_threads]
     lock = threading.Lock()
 
@@ -179,7 +200,7 @@ def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base:
 
     threads = [threading.Thread(target=_thread_loop, name=f"{name}-t{t}", daemon=True,
                                 args=(target, jobs, results, slots, slot_base + t, name, orphaned, thread_ready,
-                                      gate))
+                                      gate, turns_s[t] if turns_s else 0.0))
                for t in range(n_threads)]
     for thread in threads:
         thread.start()
@@ -188,7 +209,7 @@ def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base:
 
 
 def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str,
-                 orphaned: Callable[[], bool], ready: Callable[[], None], gate) -> None:
+                 orphaned: Callable[[], bool], ready: Callable[[], None], gate, turn_s: float = 0.0) -> None:
     sender = transport.Sender(target)
     if not gate.wait(0.0):
         sender.warm()
@@ -204,6 +225,10 @@ def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str,
             return  # the coordinator has gone
         if job is None:
             return
+        if turn_s > 0 and not job.is_warmup:  # --ramp-up: this thread joins at its turn, once
+            if not wait_turn(turn_s, gate):
+                return
+            turn_s = 0.0
         if not wait_to_send(job, gate):
             return  # not sent, no row; nothing after it will be sent either
         # In the slot from now: if this process dies, the request was (about to be) sent.

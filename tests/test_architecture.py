@@ -31,7 +31,7 @@ PLUGIN_FROM_ENGINE = LEAVES
 # The plugin SDK a plugin may import: the base classes and their helpers, never the registry
 # (which finds plugins through entry points) or another plugin's private parts.
 PLUGIN_SDK = {"plugins", "plugins.base", "plugins.payload", "plugins.tokenizer", "plugins.bodies", "plugins.files",
-              "plugins.jsoncache", "plugins.openai_shapes"}
+              "plugins.jsoncache", "plugins.openai_shapes", "plugins.replay"}
 
 # Private cross-imports that the analysis part of issue 15 removes (it reshapes
 # analysis/, which this part leaves alone).  Each entry must still exist, so the

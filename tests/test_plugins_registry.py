@@ -20,8 +20,8 @@ from test_plugins_datasets import assert_one_line_error
 
 URL = "http://127.0.0.1:9/v1/chat/completions"
 BUILTIN_APIS = ["custom", "dashscope", "openai"]
-BUILTIN_DATASETS = ["builtin", "custom", "flickr8k", "line_by_line", "longalpaca", "openqa", "random", "sharegpt",
-                    "speed_benchmark"]
+BUILTIN_DATASETS = ["builtin", "custom", "flickr8k", "line_by_line", "longalpaca", "mooncake_trace", "openqa",
+                    "random", "sharegpt", "speed_benchmark", "workload_trace"]
 
 GOOD_API = """
 from plugins import ApiPluginBase
