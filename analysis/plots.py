@@ -29,7 +29,7 @@ MAX_SCATTER = 50_000
 
 
 def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, ylabel: str = "requests",
-                      unit: str = "") -> None:
+                      unit: str = "", empty: str = "no data") -> None:
     """Histogram (left axis) with the CDF (right axis) and p50/p90/p99 markers.
 
     A wide spread (max/min > 50) gets logarithmic bins and axis, so a long
@@ -40,7 +40,7 @@ def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, yla
     if not finite.all():
         values = values[finite]
     if values.size == 0:
-        no_data(ax, title, xlabel, ylabel)
+        no_data(ax, title, xlabel, ylabel, why=empty)
         return
     lo, hi = float(values.min()), float(values.max())
     p50, p90, p99, p999 = nearest_rank(values, ["50%", "90%", "99%", "99.9%"])
@@ -97,23 +97,30 @@ def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, yla
               frameon=False, borderaxespad=0.2, handlelength=1.6, columnspacing=1.2)
 
 
+def _empty(frames: Frames) -> str:
+    """Why a distribution has no values, when the reason is that nothing succeeded."""
+    return "no data" if frames.ok_mask().any() else "no data: no measured request succeeded"
+
+
 def plot_latency_distribution(ax: Axes, frames: Frames) -> None:
-    plot_distribution(ax, metric_samples(frames)["Latency (s)"], "End-to-end latency", "latency (s)", unit="s")
+    plot_distribution(ax, metric_samples(frames)["Latency (s)"], "End-to-end latency", "latency (s)", unit="s",
+                      empty=_empty(frames))
 
 
 def plot_ttft_distribution(ax: Axes, frames: Frames) -> None:
-    plot_distribution(ax, metric_samples(frames)["TTFT (ms)"], "Time to first token", "TTFT (ms)", unit="ms")
+    plot_distribution(ax, metric_samples(frames)["TTFT (ms)"], "Time to first token", "TTFT (ms)", unit="ms",
+                      empty=_empty(frames))
 
 
 def plot_tpot_distribution(ax: Axes, frames: Frames) -> None:
     plot_distribution(ax, metric_samples(frames)["TPOT (ms)"],
                       "Time per output token, (latency − TTFT)/(tokens − 1)", "TPOT (ms)",
-                      unit="ms")
+                      unit="ms", empty=_empty(frames))
 
 
 def plot_itl_distribution(ax: Axes, frames: Frames) -> None:
     plot_distribution(ax, metric_samples(frames)["ITL (ms)"], "Inter-token latency (gaps between output events)",
-                      "ITL (ms)", ylabel="gaps", unit="ms")
+                      "ITL (ms)", ylabel="gaps", unit="ms", empty=_empty(frames))
 
 
 # -- timeline ---------------------------------------------------------------
@@ -299,7 +306,7 @@ def plot_ttft_vs_prompt(ax: Axes, frames: Frames) -> None:
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
     if x.size == 0:
-        no_data(ax, title, xl, yl)
+        no_data(ax, title, xl, yl, why=_empty(frames))
         return
     note = ""
     if x.size > MAX_SCATTER:

@@ -115,6 +115,10 @@ def test_an_all_failed_runs_timeline_keeps_its_time_labels(tmp_path):
     assert max(float(x.replace(",", "").replace("−", "-")) for x in labels) >= 1.0  # the run spans ~1.9 s
     assert "no request succeeded" in " ".join(t.get_text() for t in fig.axes[1].texts)
     assert _outside(fig) == []
+    for name, other in run_figures(frames).items():  # the other plots say why they are empty, and fit
+        if name != "timeline":
+            assert "no measured request succeeded" in " ".join(t.get_text() for t in other.axes[0].texts), name
+            assert _outside(other) == [], name
 
 
 def _median_line(fig):
