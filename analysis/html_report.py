@@ -26,11 +26,11 @@ h1{font-size:1.6em;margin-bottom:4px}h2{border-bottom:2px solid #ddd;padding-bot
 h3{margin-top:24px}
 table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}
 th,td{border:1px solid #ddd;padding:4px 8px}th{background:#f4f4f4;text-align:left;vertical-align:bottom}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td{overflow-wrap:anywhere}
 .wrap{overflow-x:auto;max-width:100%}.grid{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
 .grid>div{min-width:0;max-width:100%}
 .sweep table{font-size:12px}.sweep th,.sweep td{padding:3px 5px}.sweep th{font-weight:600}
-.sweep td:first-child{overflow-wrap:anywhere;min-width:7em}
+.sweep td:first-child{min-width:7em}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:8px 0}
 .warn{background:#fff4e5;border-left:4px solid #ff9800;padding:6px 10px;margin:6px 0}
 .muted{color:#666;font-size:13px}nav a{margin-right:12px}code{font-size:12px}

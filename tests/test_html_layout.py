@@ -35,13 +35,17 @@ addEventListener("load", () => {
 """
 
 
+# a server's error body as it comes, one unbroken JSON string
+LONG_ERROR = 'HTTP 503: {"error":{"message":"' + "upstream_overloaded_" * 12 + '","type":"ServiceUnavailable"}}'
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     base = tmp_path_factory.mktemp("wide")
     paths = []
     for k, rate in enumerate((2.5, 10, 12.5)):
         rows = [req(i, start=T0 + i / rate, latency=0.8 + (i % 9) / 20, ttft=0.05 + (i % 5) / 100, completion=40,
-                    prompt=1000 + i, success=0 if i % 17 == 3 else 1, error="HTTP 503: overloaded" if i % 17 == 3
+                    prompt=1000 + i, success=0 if i % 17 == 3 else 1, error=LONG_ERROR if i % 17 == 3
                     else None, status=503 if i % 17 == 3 else 200) for i in range(60)]
         name = f"parallel_256_number_10000_rate_{rate:g}"
         paths.append(write_db(str(base / name), rows, name=name,
