@@ -132,3 +132,15 @@ def test_real_sweeps_against_the_mock_pair_by_load(tmp_path, mock):
     block = out.split("=== concurrency 2 ===")[1]
     assert re.search(r"^A: parallel_2_number_6 .*a/", block, re.M) and re.search(r"^B: parallel_2_number_6 .*b/",
                                                                                    block, re.M)
+
+
+def test_a_sweep_against_one_run_compares_the_run_of_its_load(tmp_path):
+    for c in (1, 4, 16):
+        _run(tmp_path / "sweep" / f"c{c}", {**ARGS, "parallel": c})
+    one = _run(tmp_path / "one" / "c4_new", {**ARGS, "parallel": 4})
+    out = _compare(tmp_path / "sweep", one)
+    assert "1 pair (concurrency 4)" in out and "WARNING" not in out
+    assert re.search(r"^Only in A, not compared: concurrency 1 \(.*\), concurrency 16 \(.*\)$", out, re.M), out
+    assert "Only in B" not in out
+    block = out.split("=== concurrency 4 ===")[1].strip().splitlines()
+    assert block[0].startswith("A: c4 ") and block[1].startswith("B: c4_new "), block[:2]
