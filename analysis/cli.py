@@ -158,12 +158,16 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     parser = CommandParser(
         prog="servegauge compare",
         description="Compare two runs side by side: means, p50 and p99 of TTFT, TPOT, ITL and latency with "
-                    "the relative change and a 95% confidence interval of the p50/p99 difference (B − A), "
-                    "the throughputs, then in words what changed and by how much. A p50/p99 has changed when "
-                    "its interval excludes 0 and it moved by at least --threshold percent; a p99 needs 500 "
-                    "successful requests per run for a verdict.")
-    parser.add_argument("path_a", metavar="PATH_A", help=f"run A: a {DB_NAME} or its run folder")
-    parser.add_argument("path_b", metavar="PATH_B", help="run B, compared against A")
+                    "the relative change and a 95% confidence interval of each difference (B − A), "
+                    "the throughputs, then in words what changed and by how much; the first line warns when "
+                    "A and B ran at different loads. Two sweep folders are compared run by run at equal "
+                    "concurrency (or rate). A mean, p50 or p99 has changed when its interval excludes 0 "
+                    "and it moved by at least --threshold percent; a p99 needs 500 successful requests per "
+                    "run for a verdict.")
+    parser.add_argument("path_a", metavar="PATH_A",
+                        help=f"run A: a {DB_NAME} or its run folder; or a sweep folder, its runs paired with B's by "
+                             "load (concurrency, or rate)")
+    parser.add_argument("path_b", metavar="PATH_B", help="run B (or sweep B), compared against A")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--threshold", type=float, default=None, metavar="PCT",
@@ -175,23 +179,17 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         return args
 
     def body() -> int:
-        from analysis.compare import DEFAULT_THRESHOLD, compare_runs, format_comparison
-        from analysis.loader import ReportError, load
+        from analysis.compare import DEFAULT_THRESHOLD
+        from analysis.compare_loads import compare_databases
+        from analysis.loader import ReportError
 
         if args.resamples < 100:
             raise ReportError("--resamples: give at least 100")
         threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
         if not (threshold >= 0 and threshold < float("inf")):
             raise ReportError("--threshold: give a percentage >= 0, e.g. 5")
-        frames = []
-        for path in (args.path_a, args.path_b):
-            dbs = find_databases(path)
-            if len(dbs) != 1:
-                raise ReportError(f"{path}: a sweep of {len(dbs)} runs; give one run's folder or database")
-            frames.append(load(dbs[0], decode_requests=False, lists=False))
-        rows = compare_runs(frames[0], frames[1], n_resamples=args.resamples, seed=args.seed, threshold=threshold)
-        names = [f"{f.name} ({f.path}), {int(f.ok_mask().sum()):,} successful requests" for f in frames]
-        print(format_comparison(rows, names[0], names[1], args.resamples, args.seed, threshold))
+        dbs_a, dbs_b = find_databases(args.path_a), find_databases(args.path_b)
+        print(compare_databases(dbs_a, dbs_b, args.path_a, args.path_b, args.resamples, args.seed, threshold))
         return 0
 
     return _guard(args, "servegauge compare", body)

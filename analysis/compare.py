@@ -24,6 +24,12 @@ change.  And a quantile needs data beyond it: with fewer than `MIN_TAIL`
 values expected above it in either run (p99 of fewer than 500 requests) its
 bootstrap interval is not trustworthy (the p99 of 60 values is their maximum)
 and no verdict is given.
+
+A mean gets an interval too, from batch means (consecutive values in batches
+as long as the bootstrap's blocks, the spread of the batch means giving the
+standard error; normal approximation), and a verdict by the same rule.  Every
+metric's change is reported with its interval, changed or not: the
+throughputs, one figure per run, have none and say so.
 """
 from __future__ import annotations
 
@@ -44,6 +50,9 @@ QUANTILES = ("50%", "99%")
 MAX_N = 20_000
 MAX_BLOCK = 64
 MIN_TAIL = 5  # values expected beyond a quantile before its interval is trusted
+MIN_MEAN_N = 10  # values per run before a mean's interval is trusted
+MIN_BATCHES = 10  # batch means needed for their spread; fewer: the values' own spread
+Z_95 = 1.959963984540054
 DEFAULT_THRESHOLD = 5.0  # percent: smaller changes are run-to-run noise
 _BATCH_CELLS = 4_000_000  # resample values held at once (32 MB of float64)
 
@@ -97,6 +106,22 @@ def bootstrap_quantiles(values: np.ndarray, labels: Sequence[str], n_resamples: 
     return out
 
 
+def mean_standard_error(values: np.ndarray) -> float:
+    """The standard error of the mean of values recorded in order: from the
+    means of consecutive batches of `block_length` values (neighbours in time
+    are alike, as for the bootstrap's blocks), or from the values themselves
+    when that gives fewer than MIN_BATCHES batches."""
+    x = np.asarray(values, dtype=float)
+    n = x.size
+    if n < 2:
+        return math.nan
+    size = block_length(n)
+    k = n // size
+    if size > 1 and k >= MIN_BATCHES:
+        return float(x[:k * size].reshape(k, size).mean(axis=1).std(ddof=1) / math.sqrt(k))
+    return float(x.std(ddof=1) / math.sqrt(n))
+
+
 def _binom_ppf(prob: float, n: int, p: float) -> int:
     """The smallest k with P(Binomial(n, p) <= k) >= prob (exact, from the
     log-pmf within 12 standard deviations of the mean)."""
@@ -148,9 +173,10 @@ def compare_runs(a: Frames, b: Frames, n_resamples: int = 2000, seed: int = 0, m
     Verdict, n A, n B}.
 
     Change is (B − A) / A.  For p50/p99 the CI is the bootstrap 95% interval
-    of B − A; Significant is True when it excludes 0 and |Change| is at least
-    `threshold` percent, False when not, None without a verdict (no data, or
-    too few values for that quantile: see `min_samples`).  Verdict says which
+    of B − A, for the mean the batch-means one; Significant is True when it
+    excludes 0 and |Change| is at least `threshold` percent, False when not,
+    None without a verdict (no data, or too few values: see `min_samples`,
+    MIN_MEAN_N; the row's Need says how many).  Verdict says which
     in words: "changed", "within noise", "not significant", "too few samples".
     """
     if not threshold >= 0:
@@ -160,7 +186,13 @@ def compare_runs(a: Frames, b: Frames, n_resamples: int = 2000, seed: int = 0, m
     rows: list[dict[str, Any]] = []
     for metric in COMPARED:
         xa, xb = _finite(sa[metric]), _finite(sb[metric])
-        rows.append(_row(metric, "mean", _mean(xa), _mean(xb), xa.size, xb.size))
+        row = _row(metric, "mean", _mean(xa), _mean(xb), xa.size, xb.size)
+        if xa.size and xb.size:
+            half = Z_95 * math.hypot(mean_standard_error(xa), mean_standard_error(xb))
+            diff_mean = row["B"] - row["A"]
+            row.update({"CI low": diff_mean - half, "CI high": diff_mean + half})
+            _judge(row, MIN_MEAN_N, "mean", threshold)
+        rows.append(row)
         pa, pb = nearest_rank(xa, QUANTILES), nearest_rank(xb, QUANTILES)
         if xa.size and xb.size:
             diff = (bootstrap_quantiles(xb, QUANTILES, n_resamples, rng, max_n)
@@ -174,21 +206,26 @@ def compare_runs(a: Frames, b: Frames, n_resamples: int = 2000, seed: int = 0, m
             row = _row(metric, "p" + q.rstrip("%"), pa[i], pb[i], xa.size, xb.size)
             if xa.size and xb.size:
                 row.update({"CI low": float(lo[i]), "CI high": float(hi[i])})
-                need = min_samples(q)
-                if min(xa.size, xb.size) < need:
-                    row["Verdict"] = f"too few samples (p{q.rstrip('%')} needs {need:,} per run)"
-                else:
-                    excludes_zero = bool(lo[i] > 0 or hi[i] < 0)
-                    big = abs(row["Change (%)"]) >= threshold if not math.isnan(row["Change (%)"]) else excludes_zero
-                    row["Significant"] = excludes_zero and big
-                    row["Verdict"] = ("changed" if row["Significant"] else
-                                      "within noise" if excludes_zero else "not significant")
+                _judge(row, min_samples(q), "p" + q.rstrip("%"), threshold)
             rows.append(row)
     suma, sumb = summary(a), summary(b)
     for key in THROUGHPUTS:
         rows.append(_row(key, "", suma.get(key), sumb.get(key), suma.get("Success Requests"),
                          sumb.get("Success Requests")))
     return rows
+
+
+def _judge(row: dict[str, Any], need: int, stat: str, threshold: float) -> None:
+    """Significant and Verdict of a row with its interval (see `compare_runs`)."""
+    row["Need"] = need
+    lo, hi = row["CI low"], row["CI high"]
+    if min(row["n A"], row["n B"]) < need or math.isnan(lo) or math.isnan(hi):
+        row["Verdict"] = f"too few samples ({stat} needs {need:,} per run)"
+        return
+    excludes_zero = bool(lo > 0 or hi < 0)
+    big = abs(row["Change (%)"]) >= threshold if not math.isnan(row["Change (%)"]) else excludes_zero
+    row["Significant"] = excludes_zero and big
+    row["Verdict"] = "changed" if row["Significant"] else "within noise" if excludes_zero else "not significant"
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -217,10 +254,19 @@ def _name(metric: str) -> str:
     return metric[:metric.rfind(" (")] if metric.endswith(")") else metric
 
 
+def load_warning(differences: Sequence[str], what: str = "A and B") -> str:
+    """The loud first line of a comparison of runs not run alike (load, model, URL...)."""
+    return (f"WARNING: {what} were run differently ({'; '.join(differences)}): every difference below may come "
+            "from that. For a like-for-like comparison give runs of one load and target "
+            "(two sweep folders are paired by load).")
+
+
 def format_comparison(rows: Sequence[dict[str, Any]], a: str, b: str, n_resamples: int, seed: int,
-                      threshold: float = DEFAULT_THRESHOLD) -> str:
+                      threshold: float = DEFAULT_THRESHOLD, load_differences: Sequence[str] = ()) -> str:
     """The table, then in words: what changed and by how much, what did not,
-    and what had too few values to tell."""
+    and what had too few values to tell; every change with its interval.
+    `load_differences` (see `analysis.compare_loads`): when A and B ran at
+    different loads, the first line says so, loudly."""
     table = []
     for r in rows:
         label = f"{r['Metric']} {r['Stat']}".strip()
@@ -229,11 +275,15 @@ def format_comparison(rows: Sequence[dict[str, Any]], a: str, b: str, n_resample
         verdict = r.get("Verdict", "")
         if verdict.startswith("too few"):
             verdict = "too few samples"
+        if not r["Stat"]:
+            ci, verdict = "one figure per run", "no interval"
         table.append((label, approx(r["A"]), approx(r["B"]), "-" if math.isnan(change) else f"{change:+.1f}%", ci,
                       verdict))
-    head = [f"A: {a}", f"B: {b}",
-            f"p50/p99: 95% CI of B − A (block bootstrap, {n_resamples} resamples, seed {seed}; never narrower "
-            f"than the distribution-free interval); changed = the CI excludes 0 and |change| >= {threshold:g}%"]
+    head = [load_warning(load_differences)] if load_differences else []
+    head += [f"A: {a}", f"B: {b}",
+             f"95% CI of B − A: p50/p99 by block bootstrap ({n_resamples} resamples, seed {seed}; never narrower "
+             f"than the distribution-free interval), means by batch means; changed = the CI excludes 0 and "
+             f"|change| >= {threshold:g}%"]
     out = head + [format_table(["Metric", "A", "B", "Change", "95% CI of B − A", "Verdict"], table,
                                align="lrrrrl")]
 
@@ -248,18 +298,19 @@ def format_comparison(rows: Sequence[dict[str, Any]], a: str, b: str, n_resample
             out.append(f"  {_name(r['Metric'])} {r['Stat']}: {approx(r['A'])} -> {approx(r['B'])} {unit}, "
                        f"{r['Change (%)']:+.1f}% ({approx(r['B'] - r['A'], True)} {unit}; "
                        f"95% CI {approx(r['CI low'], True)} to {approx(r['CI high'], True)}): B {direction}")
-    elif same:
-        out.append("Changed: nothing (no p50/p99 moved beyond the noise).")
+    elif same:  # the latencies only: the throughputs are said below, changed or not
+        out.append("Changed: no latency mean, p50 or p99 moved beyond the noise.")
     else:
-        out.append("Changed: no verdict (no p50/p99 had enough values in both runs).")
+        out.append("Changed: no verdict (no latency figure had enough values in both runs).")
     if same:
         out.append("No significant change: " + ", ".join(
-            f"{_name(r['Metric'])} {r['Stat']} ({r['Change (%)']:+.1f}%"
+            f"{_name(r['Metric'])} {r['Stat']} ({r['Change (%)']:+.1f}%, 95% CI "
+            f"{approx(r['CI low'], True)} to {approx(r['CI high'], True)} {_unit(r['Metric'])}"
             + (", within noise" if r["Verdict"] == "within noise" else "") + ")" for r in same))
     if unsure:
         out.append("No verdict, too few samples: " + ", ".join(
-            f"{_name(r['Metric'])} {r['Stat']} (A {r['n A']:,}, B {r['n B']:,} values; "
-            f"needs {min_samples(r['Stat'][1:] + '%'):,})" for r in unsure))
+            f"{_name(r['Metric'])} {r['Stat']} (A {r['n A']:,}, B {r['n B']:,} values; needs {r['Need']:,})"
+            for r in unsure))
     thr = [r for r in rows if r["Stat"] == "" and not math.isnan(r["Change (%)"])]
     if thr:
         out.append("Throughput (one figure per run, no interval): " + ", ".join(

@@ -7,6 +7,7 @@ import datetime as _dt
 import html
 import json
 import numbers
+import re
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -24,9 +25,12 @@ color:#222;padding:0 16px;line-height:1.4}
 h1{font-size:1.6em;margin-bottom:4px}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:40px}
 h3{margin-top:24px}
 table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}
-th,td{border:1px solid #ddd;padding:4px 8px}th{background:#f4f4f4;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.wrap{overflow-x:auto}.grid{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
+th,td{border:1px solid #ddd;padding:4px 8px}th{background:#f4f4f4;text-align:left;vertical-align:bottom}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td{overflow-wrap:anywhere}
+.wrap{overflow-x:auto;max-width:100%}.grid{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
+.grid>div{min-width:0;max-width:100%}
+.sweep table{font-size:12px}.sweep th,.sweep td{padding:3px 5px}.sweep th{font-weight:600}
+.sweep td:first-child{min-width:7em}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:8px 0}
 .warn{background:#fff4e5;border-left:4px solid #ff9800;padding:6px 10px;margin:6px 0}
 .muted{color:#666;font-size:13px}nav a{margin-right:12px}code{font-size:12px}
@@ -40,9 +44,54 @@ def _num_td(value: Any) -> str:
 
 
 def html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A table in a container that scrolls sideways rather than overflow the
+    page, should even its narrowest layout be too wide."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(_num_td(v) for v in row) + "</tr>" for row in rows)
     return f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+_STAT = re.compile(r"^(Avg|P\d+(?:\.\d+)?) (.+)$")
+_GROUPED = {"Total Requests": ("Requests", "total"), "Failed Requests": ("Requests", "failed"),
+            "Req Throughput (req/s)": ("Throughput", "req/s"),
+            "Output Throughput (tok/s)": ("Throughput", "output tok/s"),
+            "Goodput (req/s)": ("Throughput", "goodput req/s")}
+
+
+def _group(header: str) -> tuple[str, str] | None:
+    """("TTFT (ms)", "p99") for "P99 TTFT (ms)": the header over several
+    columns and the column's own; None for a column of its own."""
+    found = _STAT.match(header)
+    return (found.group(2), found.group(1).lower()) if found else _GROUPED.get(header)
+
+
+def sweep_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """The sweep's table, narrow enough for a 1000 px window: "Avg TTFT (ms)",
+    "P50 TTFT (ms)", "P99 TTFT (ms)" are one "TTFT (ms)" header over "avg",
+    "p50", "p99" (each with its full name as a tooltip), so a column is as
+    wide as its numbers, not its name."""
+    top, sub = [], []
+    i = 0
+    while i < len(headers):
+        group = _group(str(headers[i]))
+        if group is None:
+            top.append(f'<th rowspan="2">{html.escape(str(headers[i]))}</th>')
+            i += 1
+            continue
+        j = i
+        while j < len(headers) and (g := _group(str(headers[j]))) is not None and g[0] == group[0]:
+            sub.append(f'<th title="{html.escape(str(headers[j]))}">{html.escape(g[1])}</th>')
+            j += 1
+        top.append(f'<th colspan="{j - i}">{html.escape(group[0])}</th>')
+        i = j
+    def cell(k: int, v: Any) -> str:  # a run's name breaks after an underscore, not inside a number
+        if headers[k] == "Run" and isinstance(v, str):
+            return "<td>" + html.escape(v).replace("_", "_<wbr>") + "</td>"
+        return _num_td(v)
+
+    body = "".join("<tr>" + "".join(cell(k, v) for k, v in enumerate(row)) + "</tr>" for row in rows)
+    head = "<tr>" + "".join(top) + "</tr>" + ("<tr>" + "".join(sub) + "</tr>" if sub else "")
+    return f'<div class="wrap sweep"><table><thead>{head}</thead><tbody>{body}</tbody></table></div>'
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -124,7 +173,7 @@ def render_html(results: Sequence[RunResult], sweep: pd.DataFrame | None,
             table["Request Rate (req/s)"] = [rate_text(v) for v in table["Request Rate (req/s)"]]
         table = table.astype(object).where(pd.notna(table), None)
         table = table.loc[:, [c for c in table.columns if table[c].notna().any()]]  # e.g. Goodput without --slo
-        parts.append(html_table(list(table.columns), table.itertuples(index=False, name=None)))
+        parts.append(sweep_table(list(table.columns), table.itertuples(index=False, name=None)))
         parts += [_img(png, name) for name, png in sweep_pngs.items()]
     parts += [_run_section(i, r) for i, r in enumerate(results)]
     parts.append("</body></html>")

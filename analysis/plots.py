@@ -20,7 +20,8 @@ from analysis.errors import failure_groups, reason_totals
 from analysis.formatting import count, plot_number
 from analysis.frames import Frames, start_end
 from analysis.metrics import metric_samples
-from analysis.plot_style import BLUE, GREEN, GREY, ORANGE, PURPLE, RED, no_data, safely, single, style
+from analysis.plot_style import (BLUE, GREEN, GREY, ORANGE, PURPLE, RED, TITLE_GID, fit_titles, no_data, safely,
+                                 single, style)
 from analysis.stats import nearest_rank
 from engine.store import RAMP_UP
 
@@ -29,7 +30,7 @@ MAX_SCATTER = 50_000
 
 
 def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, ylabel: str = "requests",
-                      unit: str = "") -> None:
+                      unit: str = "", empty: str = "no data") -> None:
     """Histogram (left axis) with the CDF (right axis) and p50/p90/p99 markers.
 
     A wide spread (max/min > 50) gets logarithmic bins and axis, so a long
@@ -40,7 +41,7 @@ def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, yla
     if not finite.all():
         values = values[finite]
     if values.size == 0:
-        no_data(ax, title, xlabel, ylabel)
+        no_data(ax, title, xlabel, ylabel, why=empty)
         return
     lo, hi = float(values.min()), float(values.max())
     p50, p90, p99, p999 = nearest_rank(values, ["50%", "90%", "99%", "99.9%"])
@@ -97,23 +98,30 @@ def plot_distribution(ax: Axes, values: np.ndarray, title: str, xlabel: str, yla
               frameon=False, borderaxespad=0.2, handlelength=1.6, columnspacing=1.2)
 
 
+def _empty(frames: Frames) -> str:
+    """Why a distribution has no values, when the reason is that nothing succeeded."""
+    return "no data" if frames.ok_mask().any() else "no data: no measured request succeeded"
+
+
 def plot_latency_distribution(ax: Axes, frames: Frames) -> None:
-    plot_distribution(ax, metric_samples(frames)["Latency (s)"], "End-to-end latency", "latency (s)", unit="s")
+    plot_distribution(ax, metric_samples(frames)["Latency (s)"], "End-to-end latency", "latency (s)", unit="s",
+                      empty=_empty(frames))
 
 
 def plot_ttft_distribution(ax: Axes, frames: Frames) -> None:
-    plot_distribution(ax, metric_samples(frames)["TTFT (ms)"], "Time to first token", "TTFT (ms)", unit="ms")
+    plot_distribution(ax, metric_samples(frames)["TTFT (ms)"], "Time to first token", "TTFT (ms)", unit="ms",
+                      empty=_empty(frames))
 
 
 def plot_tpot_distribution(ax: Axes, frames: Frames) -> None:
     plot_distribution(ax, metric_samples(frames)["TPOT (ms)"],
                       "Time per output token, (latency − TTFT)/(tokens − 1)", "TPOT (ms)",
-                      unit="ms")
+                      unit="ms", empty=_empty(frames))
 
 
 def plot_itl_distribution(ax: Axes, frames: Frames) -> None:
     plot_distribution(ax, metric_samples(frames)["ITL (ms)"], "Inter-token latency (gaps between output events)",
-                      "ITL (ms)", ylabel="gaps", unit="ms")
+                      "ITL (ms)", ylabel="gaps", unit="ms", empty=_empty(frames))
 
 
 # -- timeline ---------------------------------------------------------------
@@ -218,7 +226,7 @@ def plot_output_rate(ax: Axes, frames: Frames) -> None:
         sums += np.histogram(end[lone], bins=nbins, range=(0, nbins * width), weights=tokens[lone])[0]
     del t, weights
     if sums.sum() == 0:
-        no_data(ax, title, xl, yl)
+        no_data(ax, title, xl, yl, why="no output tokens" + ("" if success.any() else ": no request succeeded"))
         return
     ax.stairs(sums / width, edges, fill=True, color=GREEN, alpha=0.5)
     _shade_warmup(ax, frames, start, end)
@@ -303,7 +311,7 @@ def plot_ttft_vs_prompt(ax: Axes, frames: Frames) -> None:
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
     if x.size == 0:
-        no_data(ax, title, xl, yl)
+        no_data(ax, title, xl, yl, why=_empty(frames))
         return
     note = ""
     if x.size > MAX_SCATTER:
@@ -313,6 +321,7 @@ def plot_ttft_vs_prompt(ax: Axes, frames: Frames) -> None:
     else:
         xs, ys = x, y
     ax.scatter(xs, ys, s=6, alpha=0.35, color=BLUE, edgecolors="none", rasterized=True, label="request")
+    log = bool(x.min() > 0 and x.max() / x.min() > 50)
     distinct = np.unique(x)
     if distinct.size >= 2:
         if distinct.size <= 40:  # few lengths: the median of each, none merged with its neighbour
@@ -324,11 +333,15 @@ def plot_ttft_vs_prompt(ax: Axes, frames: Frames) -> None:
             mids = None
         order = np.argsort(which, kind="stable")
         groups = np.split(order, np.flatnonzero(np.diff(which[order])) + 1)
-        mx = [float(mids[which[g[0]]]) if mids is not None else float(np.median(x[g])) for g in groups]
-        my = [float(np.median(y[g])) for g in groups]
+        mx = np.array([float(mids[which[g[0]]]) if mids is not None else float(np.median(x[g])) for g in groups])
+        my = np.array([float(np.median(y[g])) for g in groups])
+        gaps = empty_stretches(np.array([x[g].min() for g in groups]), np.array([x[g].max() for g in groups]),
+                               log)
+        # a NaN between two groups breaks the line: no median is drawn across lengths nobody sent
+        mx, my = np.insert(mx, gaps + 1, np.nan), np.insert(my, gaps + 1, np.nan)
         ax.plot(mx, my, color=RED, linewidth=2, marker="o", markersize=3,
                 label="median per length" if mids is not None else "median per bin of lengths")
-    if x.min() > 0 and x.max() / x.min() > 50:
+    if log:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: count(v)))
         note += ", log scale"
@@ -339,6 +352,19 @@ def plot_ttft_vs_prompt(ax: Axes, frames: Frames) -> None:
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8.5, frameon=False,
               borderaxespad=0.2, markerscale=2)
     ax.set_ylim(bottom=0)
+
+
+def empty_stretches(lows: np.ndarray, highs: np.ndarray, log: bool) -> np.ndarray:
+    """Indices k where the lengths between group k (ending at highs[k]) and
+    group k+1 (starting at lows[k+1]) are an empty stretch: a gap wider than
+    1/20 of the axis and than 3 times the median gap (on the axis's scale),
+    so evenly spaced lengths (100, 200, 300) are one line and 10..18, 27 are two."""
+    if lows.size < 2:
+        return np.empty(0, dtype=np.int64)
+    lo, hi = (np.log10(lows), np.log10(highs)) if log else (lows.astype(float), highs.astype(float))
+    gaps = lo[1:] - hi[:-1]
+    span = hi[-1] - lo[0]
+    return np.flatnonzero(gaps > max(span / 20.0, 3.0 * float(np.median(gaps))))
 
 
 # -- figures -------------------------------------------------------------------
@@ -359,7 +385,8 @@ def run_figures(frames: Frames) -> dict[str, Figure]:
     for ax in axes[:2]:
         ax.set_xlabel("")
         ax.tick_params(labelbottom=True)
-    fig.suptitle(f"Timeline of run {frames.name}", fontsize=13)
+    fig.suptitle(f"Timeline of run {frames.name}", fontsize=13).set_gid(TITLE_GID)
+    fit_titles(fig)
     figs["timeline"] = fig
     figs["ttft_vs_prompt"] = single(plot_ttft_vs_prompt, frames, (8.5, 5))
     return figs

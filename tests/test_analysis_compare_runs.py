@@ -115,7 +115,10 @@ def test_compare_reads_what_the_engine_writes(tmp_path):
                        "--outputs-dir", tmp_path / name)
         (dbs[name],) = find_dbs(tmp_path / name)
     out = _compare(dbs["fast"], dbs["slow"])
-    assert out.splitlines()[0].startswith("A: ") and "60 successful requests" in out.splitlines()[0]
+    # two mock servers, two ports: compare says first that the URLs differ
+    warning, first = out.splitlines()[:2]
+    assert warning.startswith("WARNING: A and B were run differently (URL http://127.0.0.1:"), warning
+    assert first.startswith("A: ") and "60 successful requests" in first
     assert _table_row(out, "TTFT (ms) p50")[-1] == "changed", out
     line = re.search(r"^  TTFT p50: (\S+) -> (\S+) ms, .*\): B slower$", out.split("Changed (")[1], re.M)
     assert line, out
