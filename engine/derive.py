@@ -91,6 +91,9 @@ def to_row(record: FinishedRecord, sent: Sent, plugin, count_tokens: TokenCounte
         "event_times": _json_list(event_texts),
         "attempt": record.attempt,
         "reconnects": record.reconnects,
+        "conversation_id": sent.job.conversation_id,
+        "turn": sent.job.turn or None,
+        "thread": record.thread if record.thread >= 0 else None,
     }
 
 

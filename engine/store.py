@@ -44,6 +44,12 @@ RESULT_COLUMNS = (
     # kept-alive connections found closed by the server as this request went
     # out (it was then sent on a new one): engine.transport.Sender.exchange
     ("reconnects", "INTEGER"),
+    # multi-turn runs (engine.conversations): which conversation, which turn
+    # (1, 2, ...); NULL for single requests
+    ("conversation_id", "TEXT"),
+    ("turn", "INTEGER"),
+    # the sending thread's slot in the pool (with `worker`: which thread sent it)
+    ("thread", "INTEGER"),
 )
 
 RUN_COLUMNS = (
