@@ -21,6 +21,7 @@ from engine.arguments import REDACTED, Arguments
 from engine.derive import ParseWatch, to_row
 from engine.errors import PluginFailed
 from engine.pool_api import Message, Pool
+from engine.prefix_reuse import PrefixReuse
 from engine.progress import Progress
 from engine.records import FinishedRecord, Job, RawRecord, Sent, WorkerStats
 from engine.scheduler import send_offsets_s
@@ -50,6 +51,7 @@ class RunState:
         # that takes each next turn to the thread of the one before.
         self.conversations = None
         self.pool: Pool | None = None
+        self.prefix_reuse = PrefixReuse()  # the rows' prompt_chars, shared_prefix_chars
         if self.warmup_left == 0:
             self.warmup_done.set()
 
@@ -117,6 +119,8 @@ class RunState:
         if self.args.api_key:
             record = redact(record, self.args.api_key)
         row = to_row(record, sent, self.api, self.count_tokens, self.parse_watch)
+        if record.attempt == 0:  # (a retry sends the same prompt again: not a prefix reused)
+            row.update(self.prefix_reuse.measure(sent.body))
         self.store.add(row)
         if not record.final:  # an attempt that --retries will repeat: a row of its own, not a result
             self.progress.on_attempt(bool(row["success"]))

@@ -50,6 +50,10 @@ RESULT_COLUMNS = (
     ("turn", "INTEGER"),
     # the sending thread's slot in the pool (with `worker`: which thread sent it)
     ("thread", "INTEGER"),
+    # the prompt's text length, and how much of it (in whole 64-character
+    # blocks) repeats a prefix an earlier request sent (engine.prefix_reuse)
+    ("prompt_chars", "INTEGER"),
+    ("shared_prefix_chars", "INTEGER"),
 )
 
 RUN_COLUMNS = (
