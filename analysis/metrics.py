@@ -202,6 +202,8 @@ def prefix_reuse(req: pd.DataFrame) -> dict[str, Any]:
     """How many requests began with a prefix an earlier request had sent,
     and what share of all prompt text such prefixes were (engine.prefix_reuse
     stored both per row; older databases have neither: None)."""
+    if "shared_prefix_chars" not in req or "prompt_chars" not in req:
+        return {"Shared Prefix Requests": None, "Prefix Reuse (%)": None}
     shared = pd.to_numeric(req["shared_prefix_chars"], errors="coerce")
     chars = pd.to_numeric(req["prompt_chars"], errors="coerce")
     known = shared.notna() & chars.notna()

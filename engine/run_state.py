@@ -121,6 +121,10 @@ class RunState:
         row = to_row(record, sent, self.api, self.count_tokens, self.parse_watch)
         if record.attempt == 0:  # (a retry sends the same prompt again: not a prefix reused)
             row.update(self.prefix_reuse.measure(sent.body))
+        ended = True
+        if record.final and sent.job.conversation_id is not None:
+            # before the row is stored: a commit's wait must not make the next turn late
+            ended = self.next_turn(sent, record, row)
         self.store.add(row)
         if not record.final:  # an attempt that --retries will repeat: a row of its own, not a result
             self.progress.on_attempt(bool(row["success"]))
@@ -128,7 +132,6 @@ class RunState:
         self.rows += 1
         if not row["success"]:
             self.failed += 1
-        ended = self.next_turn(sent, record, row) if sent.job.conversation_id is not None else True
         if sent.job.is_warmup and ended:  # --warmup-num counts conversations in a multi-turn run
             self.warmup_left -= 1
             if self.warmup_left <= 0:
