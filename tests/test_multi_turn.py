@@ -217,3 +217,58 @@ def test_bad_multi_turn_input_is_one_line(tmp_path, mock, tokenizer_file, args, 
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], proc.stderr
     assert not os.path.exists(tmp_path / "out") or not find_dbs(tmp_path / "out")
+
+
+def test_sharegpt_multi_turn_reads_both_layouts_and_truncates(tmp_path):
+    from engine.arguments import Arguments
+    from plugins.datasets.multi_turn import SharegptEnMultiTurnDataset, SharegptZhMultiTurnDataset
+
+    classic = tmp_path / "classic.json"
+    classic.write_text(json.dumps([
+        {"conversations": [{"from": "human", "value": "h1"}, {"from": "gpt", "value": "g1"},
+                           {"from": "human", "value": "h2"}, {"from": "gpt", "value": "g2"},
+                           {"from": "human", "value": "h3"}]},
+        {"conversations": [{"from": "gpt", "value": "no human turn: skipped"}]},
+    ]))
+    swift = tmp_path / "swift.jsonl"
+    swift.write_text(json.dumps({"conversation": [{"human": "你好", "assistant": "a"}, {"human": "再见", "assistant": "b"}]})
+                     + "\n")
+    got = list(SharegptEnMultiTurnDataset(Arguments(dataset_path=str(classic))).build_conversations())
+    assert got == [["h1", "h2", "h3"]]
+    got = list(SharegptEnMultiTurnDataset(Arguments(dataset_path=str(classic), max_turns=2)).build_conversations())
+    assert got == [["h1", "h2"]]
+    assert list(SharegptZhMultiTurnDataset(Arguments(dataset_path=str(swift))).build_conversations()) == [["你好", "再见"]]
+    # the single-request contract still works: the first turns
+    assert list(SharegptEnMultiTurnDataset(Arguments(dataset_path=str(classic))).build_messages()) == [
+        [{"role": "user", "content": "h1"}]]
+
+
+def test_warmup_counts_conversations_and_marks_all_their_turns(tmp_path, mock):
+    data = conversation_file(tmp_path / "c.jsonl", [chat("w1", "w2", "w3")])
+    out = tmp_path / "out"
+    run_engine("--url", mock.chat_url, "--dataset", "custom_multi_turn", "--dataset-path", data,
+               "--number", 2, "--warmup-num", 1, "--parallel", 2, "--outputs-dir", out)
+    (db,) = find_dbs(out)
+    convs = by_conversation(rows(db))
+    flags = {c: {r["is_warmup"] for r in turns} for c, turns in convs.items()}
+    assert flags == {"conv-0": {1}, "conv-1": {0}, "conv-2": {0}}
+    assert all(len(turns) == 3 for turns in convs.values())
+    # the measured conversations started once the warm-up conversation had ended
+    warm_end = max(r["completed_time"] for r in convs["conv-0"])
+    assert all(convs[c][0]["start_time"] >= warm_end for c in ("conv-1", "conv-2"))
+
+
+def test_duration_cuts_conversations_and_the_run_ends(tmp_path, mock):
+    data = conversation_file(tmp_path / "c.jsonl", [chat(*[f"turn {i}" for i in range(50)])])
+    out = tmp_path / "out"
+    run_engine("--url", mock.chat_url, "--dataset", "custom_multi_turn", "--dataset-path", data,
+               "--duration", 1.5, "--think-time", 0.2, "--parallel", 2, "--outputs-dir", out, "--no-plots",
+               timeout=60)
+    (db,) = find_dbs(out)
+    convs = by_conversation(rows(db))
+    assert 1 <= len(convs) <= 2 and all(r["success"] == 1 for t in convs.values() for r in t)
+    for turns in convs.values():  # each conversation in order, cut where the duration ended
+        assert [r["turn"] for r in turns] == list(range(1, len(turns) + 1))
+        assert 2 <= len(turns) < 50
+    run = rows(db, "SELECT * FROM run")[0]
+    assert run["status"] == "completed"
