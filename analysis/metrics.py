@@ -176,6 +176,7 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
     reconnects = int(pd.to_numeric(req.loc[measured, "reconnects"], errors="coerce").fillna(0).sum())
     out["Reconnects"] = reconnects
     out["Errors"] = error_counts(frames)
+    out.update(prefix_reuse(req.loc[measured]))
     max_cpu, warnings = _client_health(frames)
     out["Max Worker CPU (%)"] = rounded(max_cpu, 1)
     if skipped:
@@ -200,6 +201,22 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
     if nodes:  # runs whose rows name the node that sent them (--backend ray)
         out[NODES_KEY] = nodes
     return out
+
+
+def prefix_reuse(req: pd.DataFrame) -> dict[str, Any]:
+    """How many requests began with a prefix an earlier request had sent,
+    and what share of all prompt text such prefixes were (engine.prefix_reuse
+    stored both per row; older databases have neither: None)."""
+    if "shared_prefix_chars" not in req or "prompt_chars" not in req:
+        return {"Shared Prefix Requests": None, "Prefix Reuse (%)": None}
+    shared = pd.to_numeric(req["shared_prefix_chars"], errors="coerce")
+    chars = pd.to_numeric(req["prompt_chars"], errors="coerce")
+    known = shared.notna() & chars.notna()
+    if not known.any():
+        return {"Shared Prefix Requests": None, "Prefix Reuse (%)": None}
+    total = float(chars[known].sum())
+    return {"Shared Prefix Requests": int((shared[known] > 0).sum()),
+            "Prefix Reuse (%)": rounded(100.0 * float(shared[known].sum()) / total) if total else None}
 
 
 def tested(frames: Frames) -> dict[str, Any]:

@@ -56,6 +56,13 @@ class Arguments:
     min_prompt_length: int = 0
     max_prompt_length: int = 131072
     prefix_length: int = 0
+    prefix_count: int = 1  # distinct --prefix-length prefixes, assigned round-robin (random dataset)
+    dataset_offset: int = 0  # skip the first N items (conversations) of the dataset
+    # multi-turn (engine.conversations); --number then counts conversations
+    multi_turn: bool = False  # evalscope perf's switch; a dataset of conversations implies it
+    min_turns: int = 1
+    max_turns: int | None = None  # random_multi_turn: most turns; share_gpt_*_multi_turn: truncate to it
+    think_time_s: tuple[float, float] = (0.0, 0.0)  # between a reply's last byte and the next turn: uniform in
     tokenizer_path: str | None = None
     dataset_args: dict[str, Any] = field(default_factory=dict)  # --dataset-args: the dataset plugin's own options
     apply_chat_template: bool = True  # read by datasets ported from evalscope perf

@@ -102,6 +102,9 @@ def to_row(record: FinishedRecord, sent: Sent, plugin, count_tokens: TokenCounte
         "attempt": record.attempt,
         "reconnects": record.reconnects,
         "chunk_tokens": chunk_tokens,
+        "conversation_id": sent.job.conversation_id,
+        "turn": sent.job.turn or None,
+        "thread": record.thread if record.thread >= 0 else None,
     }
 
 

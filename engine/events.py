@@ -48,7 +48,7 @@ def finish(raw: RawRecord) -> FinishedRecord:
             error = f"HTTP {status}: empty reply"
     return FinishedRecord(
         seq=raw.seq, worker=raw.worker, scheduled_time=raw.scheduled_time, start_time=raw.start_time,
-        latency_s=raw.latency_s, status_code=raw.status_code, events=tuple(events),
+        latency_s=raw.latency_s, status_code=raw.status_code, thread=raw.thread, events=tuple(events),
         event_offsets_s=tuple(offsets), error=error, transport_failed=raw.transport_failed,
         is_stream=raw.is_stream, saw_done=saw_done, attempt=raw.attempt, reconnects=raw.reconnects,
         final=raw.final)

@@ -51,6 +51,18 @@ POS_FLOAT = _typed(float, lambda v: v > 0 and math.isfinite(v), "a number > 0")
 NONNEG_FLOAT = _typed(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
 UNIT_FLOAT = _typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 SHARE = _typed(float, lambda v: 0 <= v <= 1, "a share between 0 and 1")
+def _think(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition("-")
+    try:
+        pair = (float(low), float(high) if sep else float(low))
+    except ValueError:
+        pair = (-1.0, -1.0)
+    if not (0 <= pair[0] <= pair[1] and math.isfinite(pair[1])):
+        raise argparse.ArgumentTypeError(f"'{text}' is not seconds >= 0 (e.g. 2) or a range A-B (e.g. 1-5)")
+    return pair
+
+
+THINK = _think
 BURST = _typed(float, lambda v: v > 0, "a number > 0 (1 = Poisson, inf = evenly spaced)")
 
 
@@ -128,6 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shared prefix length in tokens (random dataset)")
     d.add_argument("--dataset-args", metavar="JSON",
                    help="JSON object of the dataset plugin's own options, e.g. '{\"speed\": 2.0}' for a trace")
+    d.add_argument("--prefix-count", type=POS_INT, default=1,
+                   help="random dataset: K distinct prefixes of --prefix-length tokens, assigned round-robin "
+                        "(default 1: one prefix shared by all)")
+    d.add_argument("--dataset-offset", type=NONNEG_INT, default=0,
+                   help="skip the first N items (conversations) of the dataset")
+    m = p.add_argument_group("multi-turn (--number counts conversations; docs/recipes.md)")
+    m.add_argument("--multi-turn", action="store_true",
+                   help="send conversations: turn k with the whole history, the replies received included "
+                        "(implied by random_multi_turn, share_gpt_{en,zh}_multi_turn, custom_multi_turn)")
+    m.add_argument("--min-turns", type=POS_INT, default=1, help="random_multi_turn: fewest turns (default 1)")
+    m.add_argument("--max-turns", type=POS_INT,
+                   help="random_multi_turn: most turns; the other conversation datasets: truncate to it")
+    m.add_argument("--think-time", type=THINK, default=(0.0, 0.0), metavar="S|A-B",
+                   help="seconds between a reply's last byte and the next turn: fixed, or uniform in A-B "
+                        "(seeded by --seed)")
     d.add_argument("--tokenizer-path", help="tokenizer.json, tokenizer folder or hub model id "
                    "(e.g. Qwen/Qwen2.5-0.5B-Instruct, via huggingface_hub's cache), for token counts")
     g = p.add_argument_group("generation (sent only when given)")
@@ -184,6 +211,8 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
             raise UsageError(INSTALL_HINT)
     elif ns.ray_address or ns.ray_workers:
         raise UsageError("--ray-address and --ray-workers need --backend ray")
+    if ns.max_turns is not None and ns.min_turns > ns.max_turns:
+        raise UsageError(f"--min-turns {ns.min_turns} is larger than --max-turns {ns.max_turns}")
     if ns.min_prompt_length > ns.max_prompt_length:
         raise UsageError("--min-prompt-length is larger than --max-prompt-length")
     parallel, number, rate = _sweep_lists(ns)
@@ -219,6 +248,8 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
         grace=ns.grace, seed=ns.seed, dataset=dataset, dataset_path=ns.dataset_path, prompt=ns.prompt,
         query_template=ns.query_template, min_prompt_length=ns.min_prompt_length,
         max_prompt_length=ns.max_prompt_length, prefix_length=ns.prefix_length, tokenizer_path=ns.tokenizer_path,
+        prefix_count=ns.prefix_count, dataset_offset=ns.dataset_offset, multi_turn=ns.multi_turn,
+        min_turns=ns.min_turns, max_turns=ns.max_turns, think_time_s=ns.think_time,
         max_tokens=ns.max_tokens, min_tokens=ns.min_tokens, temperature=ns.temperature, top_p=ns.top_p,
         top_k=ns.top_k, stop=ns.stop, stream=ns.stream, continuous_usage=ns.continuous_usage, extra_args=extra_args, outputs_dir=ns.outputs_dir,
         name=ns.name, no_timestamp=ns.no_timestamp, debug=ns.debug,

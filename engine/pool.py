@@ -62,6 +62,7 @@ class _Member:
     n_threads: int
     slot_base: int
     reader: multiprocessing.connection.Connection  # its records, WorkerStats last
+    follow: multiprocessing.connection.Connection  # the next turns of its conversations (engine.worker.FollowUps)
     open: bool = True  # its pipe has not reached its end
     finished: bool = False  # its WorkerStats arrived: its threads all ended
     reaped: bool = False  # accounted for after its pipe ended
@@ -114,10 +115,11 @@ class WorkerPool:
         for t in range(n_threads):
             self.slots[slot_base + t] = IDLE
         reader, writer = CONTEXT.Pipe(duplex=False)
+        follow_reader, follow_writer = CONTEXT.Pipe(duplex=False)
         process = CONTEXT.Process(target=run_worker, name=f"servegauge-w{index}", daemon=True,
                                   args=(index, self.target, self.jobs, writer, n_threads, self.slots, slot_base,
-                                        self._ready, self._stop_reader, self._deadline, self._ramp_start,
-                                        self._turns_s[slot_base:slot_base + n_threads]))
+                                        self._ready, self._stop_reader, self._deadline, follow_reader,
+                                        self._ramp_start, self._turns_s[slot_base:slot_base + n_threads]))
         # The child inherits blocked SIGINT and SIGTERM, so a Ctrl-C to the
         # process group while it imports is not a KeyboardInterrupt in it:
         # it ignores SIGINT, then unblocks both (engine.worker.run_worker).
@@ -129,7 +131,8 @@ class WorkerPool:
                 process.start()
             finally:
                 writer.close()  # the child has its own copy: end of file comes when it exits
-            member = _Member(index, process, n_threads, slot_base, reader)
+                follow_reader.close()
+            member = _Member(index, process, n_threads, slot_base, reader, follow_writer)
             if position is None:
                 self.members.append(member)
             else:
@@ -230,6 +233,19 @@ class WorkerPool:
             pass
         self.send_stop()  # wakes idle threads sooner than their next check
 
+    def send_follow_up(self, worker: str, slot: int, job) -> bool:
+        """The next turn of a conversation (a Job; None: it is over) to the
+        thread `slot` of process `worker` ("w1"), which sent the turn before.
+        False when that process is gone (the conversation ends there)."""
+        for member in self.members:
+            if f"w{member.index}" == worker and not member.reaped and not self._closed:
+                try:
+                    member.follow.send((slot, job))
+                    return True
+                except (OSError, ValueError):  # it died, or its pipe is closed
+                    return False
+        return False
+
     def ended(self) -> bool:
         """Every process has ended and everything it sent has been read."""
         return all(m.reaped for m in self.members)
@@ -267,6 +283,7 @@ class WorkerPool:
                 member.reaped = True
                 lost += [s for s in self.slots[member.slot_base:member.slot_base + member.n_threads] if s != IDLE]
             member.reader.close()
+            member.follow.close()
         # The job queue's feeder thread may hold jobs nobody will read.
         self.jobs.cancel_join_thread()
         self.jobs.close()

@@ -59,6 +59,11 @@ class Pool(Protocol):
         """(worker name and cause, seqs it was sending) for each worker found
         dead since the last call."""
 
+    def send_follow_up(self, worker: str, slot: int, job) -> bool:
+        """The next turn of a conversation (a Job; None: it is over) to the
+        thread that sent the turn before (a record's `worker` and `thread`).
+        False when it cannot get there: the conversation ends."""
+
     def in_flight(self) -> list[int]:
         """Seqs being sent now."""
 

@@ -220,6 +220,10 @@ class RayPool:
         with self._lock:
             return sum(1 for m in self.members if m.accepting)
 
+    def send_follow_up(self, worker: str, slot: int, job) -> bool:
+        """Multi-turn runs are local only (engine.runner.make_jobs refuses Ray)."""
+        return False
+
     def in_flight(self) -> list[int]:
         with self._lock:
             seqs = [s for m in self.members if not m.dead for s in m.sending if s in m.assigned]

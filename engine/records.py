@@ -41,6 +41,12 @@ class Job:
     # worker thread is free" (closed loop).
     scheduled_time: float | None = None
     is_warmup: bool = False
+    # Multi-turn (engine.conversations): the conversation this turn belongs
+    # to, its number (1, 2, ...), and whether another turn follows on the
+    # same worker thread.  Single requests: None, 0, True.
+    conversation_id: str | None = None
+    turn: int = 0
+    last_turn: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,9 @@ class Observed:
     start_time: float  # epoch at send
     latency_s: float | None  # send to last byte (or to the failure)
     status_code: int | None
+    # The sending thread's slot in its pool (engine.pool: unique across the
+    # pool's processes); -1 when no thread sent it (a worker was lost).
+    thread: int = -1
 
 
 @dataclass(frozen=True, slots=True)

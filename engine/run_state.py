@@ -21,6 +21,7 @@ from engine.arguments import REDACTED, Arguments
 from engine.derive import ParseWatch, to_row
 from engine.errors import PluginFailed
 from engine.pool_api import Message, Pool
+from engine.prefix_reuse import PrefixReuse
 from engine.progress import Progress
 from engine.ramp import ramped_offsets_s
 from engine.replay import trace_schedule
@@ -49,6 +50,11 @@ class RunState:
         self.rows = 0
         self.warmup_left = args.warmup_num
         self.parse_watch = ParseWatch(api, args.api, say=progress.note)
+        # A multi-turn run: engine.conversations.Conversations, and the pool
+        # that takes each next turn to the thread of the one before.
+        self.conversations = None
+        self.pool: Pool | None = None
+        self.prefix_reuse = PrefixReuse()  # the rows' prompt_chars, shared_prefix_chars
         if self.warmup_left == 0:
             self.warmup_done.set()
 
@@ -93,8 +99,8 @@ class RunState:
                     due = scheduled if scheduled is not None else time.time()
                     if deadline is not None and due >= deadline:
                         return
-                    job = Job(job.seq, job.request_id, job.payload, scheduled, False)
-                    sent = Sent(job, sent.body, sent.request_b64, sent.offset_s)
+                    job = dataclasses.replace(job, scheduled_time=scheduled)
+                    sent = dataclasses.replace(sent, job=job)
                 with self.lock:
                     self.pending[job.seq] = sent
                 while True:
@@ -129,6 +135,12 @@ class RunState:
         row = to_row(record, sent, self.api, self.count_tokens, self.parse_watch)
         if self.ramp_end is not None and not sent.job.is_warmup and record.scheduled_time < self.ramp_end:
             row["is_warmup"] = RAMP_UP  # left out of the metrics, as warm-up is
+        if record.attempt == 0:  # (a retry sends the same prompt again: not a prefix reused)
+            row.update(self.prefix_reuse.measure(sent.body))
+        ended = True
+        if record.final and sent.job.conversation_id is not None:
+            # before the row is stored: a commit's wait must not make the next turn late
+            ended = self.next_turn(sent, record, row)
         self.store.add(row)
         if not record.final:  # an attempt that --retries will repeat: a row of its own, not a result
             self.progress.on_attempt(bool(row["success"]))
@@ -136,13 +148,34 @@ class RunState:
         self.rows += 1
         if not row["success"]:
             self.failed += 1
-        if sent.job.is_warmup:
+        if sent.job.is_warmup and ended:  # --warmup-num counts conversations in a multi-turn run
             self.warmup_left -= 1
             if self.warmup_left <= 0:
                 self.warmup_done.set()
         self.progress.on_done(bool(row["success"]), row["completion_tokens"])
         if not self.stop.is_set() and self.parse_watch.hopeless():  # every request so far unreadable
             raise PluginFailed(self.parse_watch.line)
+
+    def next_turn(self, sent: Sent, record: FinishedRecord, row: dict) -> bool:
+        """After a turn's final record: send the conversation's next turn
+        to the thread that sent this one, or tell it that none follows.
+        True when the conversation is over."""
+        nxt = None
+        if self.conversations is not None and not self.stop.is_set():
+            nxt = self.conversations.next_turn(sent, record, row)
+        if nxt is not None:
+            with self.lock:
+                self.pending[nxt.job.seq] = nxt
+        # A thread waits for word only after a turn that was not the last
+        # (engine.worker._next_turn); a lost worker's thread waits for nothing.
+        if not sent.job.last_turn and record.thread >= 0 and self.pool is not None:
+            if not self.pool.send_follow_up(record.worker, record.thread, nxt.job if nxt else None) and nxt:
+                with self.lock:  # its process is gone: never sent
+                    self.pending.pop(nxt.job.seq, None)
+                nxt = None
+        if nxt is None and self.conversations is not None:
+            self.conversations.end(sent.job.conversation_id)
+        return nxt is None
 
     def fail(self, seqs: list[int], reason: str, worker: str = "-") -> None:
         """Record requests that will never get a record from a worker."""

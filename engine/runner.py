@@ -20,6 +20,7 @@ from typing import Iterator
 
 from engine import installed_version, interrupts, replay, transport
 from engine.arguments import Arguments
+from engine.conversations import Conversations, has_conversations
 from engine.errors import DatasetError, PluginFailed, Terminated, UsageError
 from engine.pool import WorkerPool
 from engine.pool_api import Pool
@@ -67,9 +68,10 @@ def _items(dataset) -> Iterator:
         while True:
             yield message
     first = True
+    offset = dataset.query_parameters.dataset_offset
     while True:
         empty = True
-        for item in dataset.build_messages():
+        for item in itertools.islice(dataset.build_messages(), offset, None):  # --dataset-offset
             empty = False
             yield item
         if empty:
@@ -82,6 +84,8 @@ def _items(dataset) -> Iterator:
 
 def _empty_hint(p: Arguments) -> str:
     """Blame the length flags only when they were given."""
+    if p.dataset_offset:
+        return f" after --dataset-offset {p.dataset_offset}"
     default = Arguments()
     given = [f"--{n.replace('_', '-')} {getattr(p, n)}" for n in ("min_prompt_length", "max_prompt_length")
              if getattr(p, n) != getattr(default, n)]
@@ -118,13 +122,29 @@ def _json_bytes(body: dict) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def make_jobs(args: Arguments, api, dataset) -> tuple[Iterator[Sent], Conversations | None]:
+    """The Sents the feeder dispatches: one per request, or the first turn
+    of each conversation when the dataset yields conversations
+    (engine.conversations builds the later turns from the replies)."""
+    if has_conversations(dataset):
+        if args.backend == "ray":
+            raise UsageError(f"--dataset {args.dataset} (multi-turn) runs with --backend local only")
+        conversations = Conversations(args, api, dataset)
+        return conversations.first_turns(), conversations
+    if args.multi_turn:
+        raise UsageError(f"--multi-turn needs a dataset of conversations: --dataset random_multi_turn, "
+                         f"share_gpt_en_multi_turn, share_gpt_zh_multi_turn or custom_multi_turn, "
+                         f"not '{args.dataset}'")
+    return _jobs(args, api, dataset), None
+
+
 def check_inputs(args: Arguments) -> None:
     """Load the plugins and build the first request, as run_one does first:
     a bad flag, file or plugin is reported before anything goes on the network."""
     api = registry.create("api", args.api, args)
     dataset = registry.create("dataset", args.dataset, args)
     load_tokenizer(args.tokenizer_path)
-    next(_jobs(args, api, dataset))
+    next(make_jobs(args, api, dataset)[0])
     if args.backend == "ray":
         from engine.ray_cluster import import_ray
 
@@ -141,7 +161,7 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True,
     api = registry.create("api", args.api, args)
     dataset = registry.create("dataset", args.dataset, args)
     tokenizer = load_tokenizer(args.tokenizer_path)
-    jobs = _jobs(args, api, dataset)
+    jobs, conversations = make_jobs(args, api, dataset)
     # Read the dataset and build the first request now, so a bad file or
     # plugin fails before any folder or database is made.
     jobs = itertools.chain([next(jobs)], jobs)
@@ -164,20 +184,22 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True,
         with interrupts.deferred():
             with interrupts.wakeup(pool.stop_fd):
                 interrupts.raise_if_requested()  # one that came while the workers started
-                return _run(args, api, tokenizer, jobs, folder, db_path, label, show_progress, pool, max_failed)
+                return _run(args, api, tokenizer, jobs, folder, db_path, label, show_progress, pool, max_failed,
+                            conversations)
     finally:
         if pool is not None:
             pool.shutdown()
 
 
 def _run(args: Arguments, api, tokenizer, jobs, folder: str, db_path: str, label: str, show_progress: bool,
-         pool: Pool, max_failed: int | None) -> RunResult:
+         pool: Pool, max_failed: int | None, conversations: Conversations | None = None) -> RunResult:
     os.makedirs(folder, exist_ok=True)
     store = ResultStore(db_path)
     store.start_run(os.path.basename(folder), args.public_dict(), args.backend, installed_version())
-    total = None if args.number is None else args.number + args.warmup_num
+    total = None if args.number is None or conversations else args.number + args.warmup_num  # turns: unknown
     progress = Progress(label or os.path.basename(folder), total, enabled=show_progress)
     run = RunState(args, api, tokenizer.count if tokenizer else None, store, progress)
+    run.conversations, run.pool = conversations, pool
     run.max_failed = max_failed
     stats: list[WorkerStats] = []
     status = "completed"

@@ -48,6 +48,16 @@ RESULT_COLUMNS = (
     # list without spaces ("[4,4,3]": ~2 bytes an event beside chunk_times'
     # ~11); NULL when the replies did not say (engine.timing: ITL per token)
     ("chunk_tokens", "TEXT"),
+    # multi-turn runs (engine.conversations): which conversation, which turn
+    # (1, 2, ...); NULL for single requests
+    ("conversation_id", "TEXT"),
+    ("turn", "INTEGER"),
+    # the sending thread's slot in the pool (with `worker`: which thread sent it)
+    ("thread", "INTEGER"),
+    # the prompt's text length, and how much of it (in whole 64-character
+    # blocks) repeats a prefix an earlier request sent (engine.prefix_reuse)
+    ("prompt_chars", "INTEGER"),
+    ("shared_prefix_chars", "INTEGER"),
 )
 
 RUN_COLUMNS = (

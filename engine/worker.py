@@ -137,14 +137,47 @@ def wait_turn(turn_s: float, gate) -> bool:
     return not (delay > 0 and gate.wait(delay))
 
 
+class FollowUps:
+    """The next turns of conversations (engine.conversations), each for the
+    one thread that sent the turn before: a local process reads them from a
+    pipe of its own (`(slot, Job or None)`, None: the conversation is over)
+    and hands each to its thread's queue."""
+
+    def __init__(self, reader=None):
+        self._queues: dict[int, queue.SimpleQueue] = {}
+        self._lock = threading.Lock()
+        if reader is not None:
+            threading.Thread(target=self._route, args=(reader,), name="servegauge-followups", daemon=True).start()
+
+    def _queue(self, slot: int) -> queue.SimpleQueue:
+        with self._lock:
+            return self._queues.setdefault(slot, queue.SimpleQueue())
+
+    def put(self, slot: int, job: Job | None) -> None:
+        self._queue(slot).put(job)
+
+    def get(self, slot: int, timeout_s: float) -> Job | None:
+        """The next turn for `slot` (None: none follows); queue.Empty after `timeout_s`."""
+        return self._queue(slot).get(timeout=timeout_s)
+
+    def _route(self, reader) -> None:
+        try:
+            while True:
+                slot, job = reader.recv()
+                self.put(slot, job)
+        except (EOFError, OSError):  # the coordinator closed it, or has gone
+            return
+
+
 def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots, slot_base: int, ready,
-               stop_reader, deadline, ramp=None, turns_s=None) -> None:
+               stop_reader, deadline, follow_reader=None, ramp=None, turns_s=None) -> None:
     """Process entry point.  `slots[slot_base + t]` holds the seq thread t is
     sending, so the coordinator can account for it if this process dies;
     `ready` (a semaphore) is released once the threads run; `results` is the
     write end of this process's own pipe to the coordinator; `stop_reader`
-    and `deadline` make its PipeGate; with --ramp-up, `ramp` is the shared
-    t0 of the ramp and `turns_s` each thread's turn after it."""
+    and `deadline` make its PipeGate; `follow_reader` brings the next turns
+    of conversations (FollowUps); with --ramp-up, `ramp` is the shared
+    t0 of the ramp and `turns_s` each thread's turn after it.
     # Ctrl-C goes to the whole process group: the coordinator decides what
     # happens, workers keep going until told to stop.  (The pool starts us
     # with SIGINT and SIGTERM blocked, so nothing arrives before this line.)
@@ -157,7 +190,7 @@ def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots,
     wall0, cpu0 = time.monotonic(), time.process_time()
     run_threads(target, jobs, sink, n_threads, slots, slot_base, name,
                 lambda: sink.broken or os.getppid() != parent, PipeGate(stop_reader, deadline, ramp),
-                started=ready.release, turns_s=turns_s)
+                started=ready.release, follow_ups=FollowUps(follow_reader), turns_s=turns_s)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     sink.put(WorkerStats(worker=name, cpu_s=time.process_time() - cpu0, wall_s=time.monotonic() - wall0,
                          peak_rss_mb=usage.ru_maxrss / 1024.0, extra={"pid": os.getpid(), "threads": n_threads}))
@@ -177,7 +210,7 @@ def tune_gc() -> None:
 
 def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base: int, name: str,
                 orphaned: Callable[[], bool], gate, started: Callable[[], object] | None = None,
-                turns_s=None) -> None:
+                follow_ups: FollowUps | None = None, turns_s=None) -> None:
     """The worker loop, shared by a local worker process and a Ray actor
     (engine.ray_actor): `n_threads` threads, each with its own
     transport.Sender, take Jobs from `jobs` (`get(timeout=)`; None = stop),
@@ -186,8 +219,11 @@ def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base:
     asks `gate` (wait_to_send); once the gate says no, the thread stops.
     Returns when every thread has stopped; `orphaned()` is asked while idle
     whether the coordinator is gone; `started()` is called once every
-    thread has its connection open; `turns_s[t]`, when given, is thread t's
-    turn in a --ramp-up (wait_turn)."""
+    thread has its connection open.  A thread that sent a turn of a
+    conversation with more to come takes its next turn from `follow_ups`
+    (the coordinator builds it from the reply), so a conversation stays on
+    one thread and its connection, and holds the thread while it lasts.
+    `turns_s[t]`, when given, is thread t's turn in a --ramp-up (wait_turn)."""
     waiting = [n_threads]
     lock = threading.Lock()
 
@@ -200,7 +236,7 @@ def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base:
 
     threads = [threading.Thread(target=_thread_loop, name=f"{name}-t{t}", daemon=True,
                                 args=(target, jobs, results, slots, slot_base + t, name, orphaned, thread_ready,
-                                      gate, turns_s[t] if turns_s else 0.0))
+                                      gate, follow_ups, turns_s[t] if turns_s else 0.0))
                for t in range(n_threads)]
     for thread in threads:
         thread.start()
@@ -209,7 +245,8 @@ def run_threads(target: Target, jobs, results, n_threads: int, slots, slot_base:
 
 
 def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str,
-                 orphaned: Callable[[], bool], ready: Callable[[], None], gate, turn_s: float = 0.0) -> None:
+                 orphaned: Callable[[], bool], ready: Callable[[], None], gate,
+                 follow_ups: FollowUps | None = None, turn_s: float = 0.0) -> None:
     sender = transport.Sender(target)
     if not gate.wait(0.0):
         sender.warm()
@@ -229,24 +266,50 @@ def _thread_loop(target: Target, jobs, results, slots, slot: int, worker: str,
             if not wait_turn(turn_s, gate):
                 return
             turn_s = 0.0
-        if not wait_to_send(job, gate):
-            return  # not sent, no row; nothing after it will be sent either
-        # In the slot from now: if this process dies, the request was (about to be) sent.
-        slots[slot] = job.seq
-        for attempt in range(target.retries + 1):
-            record = _attempt(sender, target, job, worker)
-            retry = attempt < target.retries and _retryable(record)
-            if retry:  # a retry is a new request, sent after any Retry-After, unless the run stops first
-                wait = min(record.retry_after_s or RETRY_BACKOFF_S * 2 ** attempt, MAX_RETRY_WAIT_S)
-                job = dataclasses.replace(job, scheduled_time=time.time() + wait)
-                retry = wait_to_send(job, gate)
-            # Put only once it is known whether another attempt follows, so
-            # every job that was sent ends in exactly one final record.
-            results.put(dataclasses.replace(record, attempt=attempt, final=not retry))
-            if not retry:
+        while job is not None:  # a single request, or the turns of one conversation
+            if not wait_to_send(job, gate):
+                return  # not sent, no row; nothing after it will be sent either
+            _send(sender, target, job, worker, results, slots, slot, gate)
+            if job.last_turn or follow_ups is None:
                 break
-            job = dataclasses.replace(job, scheduled_time=None)
-        slots[slot] = IDLE
+            job = _next_turn(follow_ups, slot, orphaned, gate)
+            if job is _STOP:
+                return
+
+
+_STOP = object()  # _next_turn: this thread ends
+
+
+def _next_turn(follow_ups: FollowUps, slot: int, orphaned: Callable[[], bool], gate):
+    """The conversation's next turn for this thread (its Job), None when it
+    has none (the conversation ended: back to the shared queue), or _STOP."""
+    while True:
+        try:
+            return follow_ups.get(slot, PARENT_CHECK_S)
+        except queue.Empty:
+            if orphaned() or _closed(gate):
+                return _STOP
+
+
+def _send(sender: transport.Sender, target: Target, job: Job, worker: str, results, slots, slot: int,
+          gate) -> None:
+    """One job, with its retries: every attempt's record into `results`."""
+    # In the slot from now: if this process dies, the request was (about to be) sent.
+    slots[slot] = job.seq
+    for attempt in range(target.retries + 1):
+        record = _attempt(sender, target, job, worker)
+        retry = attempt < target.retries and _retryable(record)
+        if retry:  # a retry is a new request, sent after any Retry-After, unless the run stops first
+            wait = min(record.retry_after_s or RETRY_BACKOFF_S * 2 ** attempt, MAX_RETRY_WAIT_S)
+            job = dataclasses.replace(job, scheduled_time=time.time() + wait)
+            retry = wait_to_send(job, gate)
+        # Put only once it is known whether another attempt follows, so
+        # every job that was sent ends in exactly one final record.
+        results.put(dataclasses.replace(record, attempt=attempt, final=not retry, thread=slot))
+        if not retry:
+            break
+        job = dataclasses.replace(job, scheduled_time=None)
+    slots[slot] = IDLE
 
 
 def _closed(gate) -> bool:

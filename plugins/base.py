@@ -158,6 +158,16 @@ class DatasetPluginBase(ABC):
     def build_messages(self) -> Iterator[list[dict] | str]:
         """Yield one item per request."""
 
+    def build_conversations(self) -> Iterator[list] | None:
+        """Optional, for multi-turn datasets: yield one conversation at a
+        time, a list of user turns; a turn is a string (one user message) or
+        the list of messages it adds to the history (a system message may
+        open the first).  servegauge sends turn k with the whole history,
+        the replies it actually received included, so a conversation gives
+        no assistant turns.  Return None (this default) when the dataset is
+        single-turn; build_messages then gives the requests."""
+        return None
+
     # --- helpers -----------------------------------------------------------
 
     def prompt_fits(self, text: str | list) -> bool:

@@ -247,3 +247,18 @@ def test_random_without_a_tokenizer_is_one_line(tmp_path):
                       "--outputs-dir", tmp_path, check=False, timeout=60)
     assert_one_line_error(proc, "random", "--tokenizer-path")
 
+
+
+@pytest.mark.parametrize("fixture", ["tokenizer_file", "wordlevel_file"])
+def test_random_prefix_count_gives_distinct_prefixes_round_robin(request, fixture):
+    path = request.getfixturevalue(fixture)
+    tok = load_tokenizer(path)
+    p = params(tokenizer_path=path, min_prompt_length=3, max_prompt_length=30, prefix_length=12, prefix_count=3,
+               seed=9)
+    gen = RandomDataset(p).build_messages()
+    prompts = [next(gen)[0]["content"] for _ in range(30)]
+    assert all(12 + 3 <= tok.count(t) <= 12 + 30 for t in prompts)
+    heads = [tuple(tok.encode(t)[:12]) for t in prompts]
+    assert len(set(heads)) == 3  # K distinct prefixes of exactly L tokens ...
+    assert all(heads[i] == heads[i % 3] for i in range(30))  # ... assigned round-robin
+    assert RandomDataset(p).build_messages().__next__()[0]["content"] == prompts[0]  # the same seed, the same

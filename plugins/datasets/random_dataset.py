@@ -1,8 +1,11 @@
 """Random prompts of exact token lengths, built with --tokenizer-path.
 
-Each prompt is `--prefix-length` tokens of a prefix shared by every prompt
-(to exercise prefix caching) followed by L random tokens, L drawn uniformly
-from [--min-prompt-length, --max-prompt-length] with --seed.  The text sent
+Each prompt is `--prefix-length` tokens of a shared prefix (to exercise
+prefix caching) followed by L random tokens, L drawn uniformly from
+[--min-prompt-length, --max-prompt-length] with --seed.  With
+`--prefix-count K` there are K distinct prefixes, each exactly
+`--prefix-length` tokens, given to the prompts round-robin (prompt i gets
+prefix i mod K).  The text sent
 re-encodes with the tokenizer to exactly prefix + L tokens: decoding random
 ids and encoding the text again does not always give the same ids (BPE merges
 across the seams), so the text is fixed up, by trimming or adding tokens,
@@ -10,6 +13,7 @@ until it does.
 """
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Callable, Iterator
 
@@ -88,8 +92,24 @@ class RandomDataset(DatasetPluginBase):
         p = self.query_parameters
         rng = random.Random(p.seed)
         fitter = TextFitter(self.load_tokenizer(), rng)
-        prefix = fitter.fit(p.prefix_length) if p.prefix_length else ""
+        prefixes = distinct_prefixes(fitter, p.prefix_length, p.prefix_count) if p.prefix_length else [""]
         low = max(p.min_prompt_length, 0 if p.prefix_length else 1)
-        while True:
+        for i in itertools.count():
             length = rng.randint(low, max(low, p.max_prompt_length))
+            prefix = prefixes[i % len(prefixes)]
             yield [self.create_message(fitter.fit(p.prefix_length + length, prefix=prefix))]
+
+
+def distinct_prefixes(fitter: TextFitter, n_tokens: int, count: int) -> list[str]:
+    """`count` texts of exactly `n_tokens` tokens each, no two alike."""
+    prefixes: list[str] = []
+    for _ in range(count * RESTARTS):
+        if len(prefixes) == count:
+            break
+        text = fitter.fit(n_tokens)
+        if text not in prefixes:  # (a tiny vocabulary and a short prefix could repeat one)
+            prefixes.append(text)
+    if len(prefixes) < count:
+        raise DatasetError(f"could not make --prefix-count {count} distinct prefixes of --prefix-length "
+                           f"{n_tokens} tokens with the --tokenizer-path tokenizer")
+    return prefixes
