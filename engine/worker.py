@@ -177,7 +177,7 @@ def run_worker(index: int, target: Target, jobs, results, n_threads: int, slots,
     write end of this process's own pipe to the coordinator; `stop_reader`
     and `deadline` make its PipeGate; `follow_reader` brings the next turns
     of conversations (FollowUps); with --ramp-up, `ramp` is the shared
-    t0 of the ramp and `turns_s` each thread's turn after it.
+    t0 of the ramp and `turns_s` each thread's turn after it."""
     # Ctrl-C goes to the whole process group: the coordinator decides what
     # happens, workers keep going until told to stop.  (The pool starts us
     # with SIGINT and SIGTERM blocked, so nothing arrives before this line.)
