@@ -114,8 +114,7 @@ class RayPool:
             self._deadline = epoch_s
 
     def set_ramp_start(self, epoch_s: float) -> None:
-        """Ray actors do not ramp concurrency: engine.options refuses --ramp-up
-        without --rate on this backend, so this is never called."""
+        """Never called: engine.options refuses a concurrency --ramp-up on Ray."""
         raise NotImplementedError("--ramp-up of concurrency with --backend ray")
 
     def receive(self, timeout_s: float) -> list:
