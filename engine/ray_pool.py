@@ -4,8 +4,7 @@ the local engine.pool.WorkerPool is.  The coordinator, the scheduler and the
 database writer stay in the driver; only Jobs and RawRecords cross, in
 batches.  Each actor runs `engine.worker.run_threads`, stamping exactly as a
 local worker process does, so the numbers of both backends mean the same.
-Reaching the cluster, placing and starting the actors, and their clocks:
-engine.ray_cluster.
+Reaching the cluster, placing the actors, their clocks: engine.ray_cluster.
 
 Flow.  A dispatcher thread moves Jobs from `jobs` (a bounded local queue the
 runner's feeder fills) to the actors, batched, to whichever has the most
