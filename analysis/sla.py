@@ -197,6 +197,7 @@ def _judge(c: Condition, frames, confidence: float, rng: np.random.Generator) ->
             few = not (math.isfinite(o_lo) and math.isfinite(o_hi))
             low = min(b_lo, o_lo) if math.isfinite(o_lo) else float(b_lo)
             high = max(b_hi, o_hi) if math.isfinite(o_hi) else float(b_hi)
+    est, low, high = float(est), float(low), float(high)
     if c.extreme:
         return Judged(c, est, low, high, n, PASS if math.isfinite(est) else FAIL, few)
     return Judged(c, est, low, high, n, _verdict(c, low, high), few)
