@@ -125,3 +125,32 @@ def test_a_point_too_close_to_call_gets_more_runs_then_counts_as_not_passing(tmp
     assert "6 is too close to call" in line
     doc = json.loads(json.dumps(search_json([search], "parallel", 0.95, 1, {})))
     assert doc["groups"][0]["best"] == 5 and doc["groups"][0]["points"][-1]["verdict"] in (PASS, FAIL, UNSURE)
+
+
+def test_the_plot_and_the_report_block_carry_the_answer(tmp_path):
+    from types import SimpleNamespace
+
+    from analysis.sla import Judged
+    from analysis.sla_report import plot_sla_metric, sla_frame, sla_html, sla_pngs
+
+    cond = Condition("p99_ttft", "<=", 0.3)
+    points = {}
+    for value, est, verdict in ((2, 0.1, PASS), (4, 0.2, PASS), (8, 0.31, UNSURE), (16, 0.5, FAIL)):
+        j = Judged(cond, est, est * 0.9, est * 1.1, 100, verdict)
+        points[value] = PointVerdict(value, 3, 100, 0, (j,), verdict)
+    search = SimpleNamespace(group=(cond,), points=points, step=SimpleNamespace(best_pass=4, first_fail=8))
+    frame = sla_frame(search)
+    assert list(frame["value"]) == [2, 4, 8, 16]
+    assert frame["estimate"].tolist() == pytest.approx([100, 200, 310, 500])  # shown in ms
+    assert frame.attrs["threshold"] == pytest.approx(300)
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    plot_sla_metric(ax, frame)
+    assert any(line.get_linestyle() == "--" and line.get_ydata()[0] == pytest.approx(300) for line in ax.get_lines())
+    pngs = sla_pngs([search], "parallel")
+    assert list(pngs) == ["sla_search"] and pngs["sla_search"].startswith(b"\x89PNG")
+    (line,) = answers([search], "parallel", 0.95, 1)
+    assert line.startswith("max parallel 4 meets p99 TTFT ≤ 300 ms (95 %: p99 = 200 ms [180, 220])")
+    block = sla_html([line], "table", pngs)
+    assert block.index("max parallel 4") < block.index("<img")
