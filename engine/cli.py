@@ -204,10 +204,10 @@ def _tune(base, extra, out_dir: str) -> int:
     def run_point(args, label: str) -> str:
         folder = run_folder(args)
         db = os.path.join(folder, DB_NAME)
-        if resume.is_complete(folder, DB_NAME):
+        if extra.resume and resume.is_complete(folder, DB_NAME):
             print(f"servegauge: {label}: completed before, kept", file=sys.stderr)
-        else:
-            if (aside := resume.set_aside(folder)):
+        else:  # without --resume an existing folder stops the search (run_one never overwrites)
+            if extra.resume and (aside := resume.set_aside(folder)):
                 print(f"servegauge: {label}: incomplete, set aside as {aside}; running it again", file=sys.stderr)
             result = run_one(args, label=label)
             write_run_report(db, slo=extra.slo, plots=False, console=False)

@@ -95,8 +95,12 @@ def parse(ns: argparse.Namespace, parse_groups) -> SlaOptions | None:
     """SlaOptions when --sla-auto-tune was given (None otherwise); UsageError on a bad combination.
     `parse_groups` is analysis.sla.parse_sla_params, lent by engine.options (only the command
     line's modules import analysis)."""
-    if ns.resume is not None and not os.path.isdir(ns.resume):
-        raise UsageError(f"--resume '{ns.resume}' is not a folder: give the output folder of the sweep to continue")
+    if ns.resume is not None:
+        if not os.path.isdir(ns.resume):
+            raise UsageError(f"--resume '{ns.resume}' is not a folder: give the output folder of the sweep to continue")
+        if not any("benchmark_data.db" in files for _, _, files in os.walk(ns.resume)):
+            raise UsageError(f"--resume '{ns.resume}' holds no run to continue: give the folder the sweep or search "
+                             "printed as 'results in ...' (or run without --resume)")
     if not ns.sla_auto_tune:
         if ns.sla_params:
             raise UsageError("--sla-params needs --sla-auto-tune")

@@ -101,3 +101,13 @@ def test_an_sla_search_resumes_reusing_the_points_it_completed(tmp_path, mock):
     done = [i for db in find_dbs(out) if ".incomplete-" not in db for i in ids(db)]
     assert len(done) == sum(round(p["value"] * 2) for p in group["points"])
     assert all(seen[i] == 1 for i in done) and max(seen.values()) == 1
+
+
+@pytest.mark.parametrize("make", [False, True])
+def test_resume_of_a_folder_without_runs_is_one_line(tmp_path, make):
+    target = tmp_path / "nothing"
+    if make:
+        target.mkdir()
+    proc = run_engine("--url", "http://127.0.0.1:9/v1/chat/completions", "--resume", target, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "--resume" in proc.stderr, proc.stderr
