@@ -39,9 +39,12 @@ def points_table(searches: Sequence[Any], variable: str) -> str:
     """Every point tried, in the order tried: value, runs, requests, each metric with its interval, verdict."""
     rows = []
     for gi, s in enumerate(searches, 1):
+        extreme = len(s.group) == 1 and s.group[0].extreme
         for value, p in s.points.items():
+            # max/min: no threshold to pass; the column marks the best point instead
+            verdict = ("best" if value == s.step.best_pass else "") if extreme else p.verdict
             rows.append((str(gi), f"{value:g}", str(p.runs), f"{p.requests - p.failed}/{p.requests}",
-                         point_text(p), p.verdict))
+                         point_text(p), verdict))
     return format_table(["group", variable, "runs", "ok/requests", "metric [interval]", "verdict"], rows,
                         align="lrrrll")
 

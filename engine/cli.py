@@ -134,11 +134,15 @@ def _sweep(runs, extra) -> int:
     failed = total = 0
     code = 0
     nothing = None  # the line for a run where nothing succeeded
+    result = None  # the last run made (with --resume, every run may have completed before)
     for i, args in enumerate(runs, 1):
         label = f"[{i}/{len(runs)}] parallel {args.parallel}" + (f" rate {args.rate:g}" if args.rate else "")
         if extra.resume and resume.is_complete(run_folder(args), DB_NAME):
             print(f"servegauge: {label}: completed before, kept (--resume)", file=sys.stderr)
             db_paths.append(os.path.join(run_folder(args), DB_NAME))
+            marker = resume.read_marker(run_folder(args))  # its counts still weigh in --max-error-rate
+            failed += int(marker.get("failed") or 0)
+            total += int(marker.get("requests") or 0)
             continue
         if extra.resume and (aside := resume.set_aside(run_folder(args))):
             print(f"servegauge: {label}: incomplete, set aside as {aside}; running it again", file=sys.stderr)
@@ -179,7 +183,7 @@ def _sweep(runs, extra) -> int:
         print(f"servegauge: {nothing}", file=sys.stderr)
         return 1
     if extra.max_error_rate is not None and total and failed / total > extra.max_error_rate:
-        stopped = ": stopped once that was certain" if result.status == "stopped" else ""
+        stopped = ": stopped once that was certain" if result is not None and result.status == "stopped" else ""
         print(f"servegauge: {failed}/{total} requests failed, above --max-error-rate {extra.max_error_rate:g}"
               f"{stopped}", file=sys.stderr)
         return 1

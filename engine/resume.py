@@ -17,12 +17,18 @@ MARKER = "run_complete.json"
 
 def is_complete(folder: str, db_name: str) -> bool:
     """The marker is there, readable, and names the database that is there."""
+    marker = read_marker(folder)
+    return marker.get("status") == "completed" and os.path.isfile(os.path.join(folder, db_name))
+
+
+def read_marker(folder: str) -> dict:
+    """The marker's content ({"status", "requests", "failed"}); {} when there is none."""
     try:
         with open(os.path.join(folder, MARKER), encoding="utf-8") as fh:
             marker = json.load(fh)
     except (OSError, ValueError):
-        return False
-    return marker.get("status") == "completed" and os.path.isfile(os.path.join(folder, db_name))
+        return {}
+    return marker if isinstance(marker, dict) else {}
 
 
 def mark_complete(folder: str, requests: int, failed: int) -> None:
