@@ -245,7 +245,8 @@ def answer_text(variable: str, group: Sequence[Condition], best: PointVerdict | 
     if len(group) == 1 and group[0].extreme:
         if best is None:
             return f"{conds}: no point succeeded"
-        return f"{conds}: {variable} {best.value:g} ({point_text(best, confidence)})"
+        return (f"{conds}: {variable} {best.value:g}, the least load within noise of the best "
+                f"({point_text(best, confidence)})")
     if best is None:
         tail = f" ({point_text(fail)})" if fail is not None else ""
         return f"no {variable} meets {conds}: even {lower:g} does not{tail}"

@@ -126,36 +126,69 @@ def next_value(space: Space, verdicts: Mapping[float, str]) -> Step:
     return Step(None, lo, hi)
 
 
-def next_extreme(space: Space, values: Mapping[float, float], maximise: bool) -> Step:
-    """The `max`/`min` search on a metric's estimate by value (NaN: the point
-    failed, the worst there is).  Step.best_pass is the best value so far."""
-    def score(v: float) -> float:
-        x = values[v]
+def next_extreme(space: Space, values: Mapping[float, float | tuple[float, float, float]],
+                 maximise: bool) -> Step:
+    """The `max`/`min` search on a metric by value: its estimate, or
+    (estimate, low, high) with its interval (NaN: the point failed, the worst
+    there is).  Step.best_pass is the answer so far: the smallest load whose
+    interval reaches the top estimate's, i.e. the least load not worse than
+    the best within noise (with bare estimates: the best estimate).
+
+    The climb doubles while each point is better than the last beyond noise
+    (its interval clear of the last one's); then it bisects below the answer
+    (towards the knee of a plateau) and, when the answer is the top, above it."""
+    est = {v: _interval(x) for v, x in values.items()}
+
+    def score(v: float, i: int = 0) -> float:
+        x = est[v][i]
         return -math.inf if x != x else (x if maximise else -x)
+
+    def better(a: float, b: float) -> bool:  # a beats b beyond noise
+        lo_a = score(a, 1 if maximise else 2)
+        hi_b = score(b, 2 if maximise else 1)
+        return lo_a > hi_b or (score(a) > score(b) and hi_b == -math.inf)
 
     v, prev = space.first(), None
     while True:  # climb while the metric improves
-        if v not in values:
-            return Step(v, _best(values, score), None)
-        if prev is not None and score(v) <= score(prev):
+        if v not in est:
+            return Step(v, _answer(est, score, better), None)
+        if prev is not None and not better(v, prev):
             break
         if v >= space.upper:
             break
         prev, v = v, space.up(v)
-    tried = sorted(values)
-    best = _best(values, score)
+    tried = sorted(est)
+    best = _answer(est, score, better)
+    top = _top(est, score)
     below = [t for t in tried if t < best]
     above = [t for t in tried if t > best]
-    # The nearest tried values on each side of the best: the peak lies between them.
-    for lo, hi in ((below[-1] if below else None, best), (best, above[0] if above else None)):
+    sides = [(below[-1] if below else None, best)]
+    if best == top:
+        sides.append((best, above[0] if above else None))
+    # The nearest tried values on each side of the answer: bisect towards it.
+    for lo, hi in sides:
         if lo is None or hi is None or space.close(lo, hi):
             continue
         m = space.mid(lo, hi)
-        if m not in values:
+        if m not in est:
             return Step(m, best, None)
     return Step(None, best, None)
 
 
-def _best(values: Mapping[float, float], score) -> float | None:
+def _interval(x) -> tuple[float, float, float]:
+    if isinstance(x, tuple):
+        return tuple(float(v) for v in x)
+    return (float(x), float(x), float(x))
+
+
+def _top(est, score) -> float:
     # ties go to the smaller load: the same result for less
-    return max(sorted(values), key=lambda v: (score(v), -v)) if values else None
+    return max(sorted(est), key=lambda v: (score(v), -v))
+
+
+def _answer(est, score, better) -> float | None:
+    """The smallest load the top point does not beat beyond noise."""
+    if not est:
+        return None
+    top = _top(est, score)
+    return min(v for v in est if v == top or not better(top, v))

@@ -72,7 +72,9 @@ def tune(base: Arguments, sla, out_dir: str, run_point: Callable[[Arguments, str
         searches.append(search)
         while True:
             if search.extreme:
-                estimates = {v: (p.judged[0].estimate if not p.failed else math.nan) for v, p in search.points.items()}
+                # each point's estimate with its interval: a plateau's noise is not an improvement
+                estimates = {v: ((p.judged[0].estimate, p.judged[0].low, p.judged[0].high) if not p.failed
+                                 else math.nan) for v, p in search.points.items()}
                 step = next_extreme(space, estimates, maximise=group[0].op == "max")
             else:
                 step = next_value(space, {v: p.verdict for v, p in search.points.items()})
