@@ -154,7 +154,7 @@ def _run_section(i: int, res: RunResult) -> str:
 
 
 def render_html(results: Sequence[RunResult], sweep: pd.DataFrame | None,
-                sweep_pngs: Mapping[str, bytes]) -> str:
+                sweep_pngs: Mapping[str, bytes], preface: str = "") -> str:
     title = "servegauge report" + (f": {results[0].name}" if len(results) == 1 else f": sweep of {len(results)} runs")
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -163,6 +163,8 @@ def render_html(results: Sequence[RunResult], sweep: pd.DataFrame | None,
              f'<p class="muted">Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} '
              "from the result databases alone. Warm-up requests are left out of every figure; "
              "failed requests count in the totals and errors only.</p>"]
+    if preface:  # e.g. an SLA search's answer: what the reader came for, first
+        parts.append(preface)
     if len(results) > 1:
         parts.append("<nav>" + "".join(f'<a href="#run-{i}">{html.escape(r.name)}</a>'
                                        for i, r in enumerate(results)) + "</nav>")

@@ -75,7 +75,7 @@ def sweep_frame(results: Sequence[RunResult]) -> pd.DataFrame:
     return pd.DataFrame([r.row for r in results])
 
 
-def sweep_outputs(results: Sequence[RunResult], plots: bool = True) -> dict[str, bytes | str]:
+def sweep_outputs(results: Sequence[RunResult], plots: bool = True, preface: str = "") -> dict[str, bytes | str]:
     """report.html (+ sweep plots and table when there are several runs)."""
     sweep = sweep_frame(results)
     files: dict[str, bytes | str] = {}
@@ -88,7 +88,7 @@ def sweep_outputs(results: Sequence[RunResult], plots: bool = True) -> dict[str,
             pngs = render_pngs(sweep_figures(sweep))
             files.update({f"{name}.png": png for name, png in pngs.items()})
         files[SWEEP_JSON] = to_json(sweep.to_dict(orient="records"))
-    files[REPORT_HTML] = render_html(results, sweep, pngs)
+    files[REPORT_HTML] = render_html(results, sweep, pngs, preface=preface)
     return files
 
 
@@ -119,13 +119,15 @@ def write_run_report(db_path: str, out_dir: str | None = None, slo: dict | None 
     return copy.deepcopy(result.summary)  # the caller's to change; the cached result stays as built
 
 
-def write_sweep_report(paths: list[str], out_dir: str, slo: dict | None = None, plots: bool = True) -> str:
+def write_sweep_report(paths: list[str], out_dir: str, slo: dict | None = None, plots: bool = True,
+                       preface: str = "") -> str:
     """Write one self-contained report.html for several runs (databases or
     run folders) into `out_dir`, with the sweep table (sweep_summary.json)
-    and plots; return its path.  Runs are ordered by concurrency, then rate."""
+    and plots; return its path.  Runs are ordered by concurrency, then rate.  `preface`:
+    HTML put first, under the title (an SLA search's answer)."""
     if not paths:
         raise ValueError("write_sweep_report: no runs given")
     slo = check_slo(slo)
     results = order_results([analyse(resolve_db(p), slo, plots=plots) for p in paths])
-    written = write_files(out_dir, sweep_outputs(results, plots=plots))
+    written = write_files(out_dir, sweep_outputs(results, plots=plots, preface=preface))
     return written[REPORT_HTML]

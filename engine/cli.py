@@ -110,7 +110,9 @@ def _run(argv: list[str]) -> int:
 
 
 def _sweep(runs, extra) -> int:
-    from engine.runner import Interrupted, run_one
+    from engine import resume
+    from engine.runner import Interrupted, run_folder, run_one
+    from engine.store import DB_NAME
 
     if extra.test_connection:  # a wrong URL, key or model: one line and exit 2, before anything is made
         from engine import preflight
@@ -121,7 +123,9 @@ def _sweep(runs, extra) -> int:
     first = runs[0]
     label = (first.name or first.model or "run").replace("/", "_").replace(os.sep, "_")
     stamp = "" if first.no_timestamp else time.strftime("%Y%m%d_%H%M%S")
-    sweep_dir = os.path.join(first.outputs_dir, stamp, label)
+    sweep_dir = extra.resume or os.path.join(first.outputs_dir, stamp, label)
+    if extra.sla is not None:
+        return _tune(first, extra, sweep_dir)
     runs = [r.replace(sweep_dir=sweep_dir) for r in runs]
     # --max-error-rate stops the sweep once its verdict is certain: more
     # failures than the rate allows of every request the sweep will send.
@@ -130,8 +134,18 @@ def _sweep(runs, extra) -> int:
     failed = total = 0
     code = 0
     nothing = None  # the line for a run where nothing succeeded
+    result = None  # the last run made (with --resume, every run may have completed before)
     for i, args in enumerate(runs, 1):
         label = f"[{i}/{len(runs)}] parallel {args.parallel}" + (f" rate {args.rate:g}" if args.rate else "")
+        if extra.resume and resume.is_complete(run_folder(args), DB_NAME):
+            print(f"servegauge: {label}: completed before, kept (--resume)", file=sys.stderr)
+            db_paths.append(os.path.join(run_folder(args), DB_NAME))
+            marker = resume.read_marker(run_folder(args))  # its counts still weigh in --max-error-rate
+            failed += int(marker.get("failed") or 0)
+            total += int(marker.get("requests") or 0)
+            continue
+        if extra.resume and (aside := resume.set_aside(run_folder(args))):
+            print(f"servegauge: {label}: incomplete, set aside as {aside}; running it again", file=sys.stderr)
         budget = None
         if extra.max_error_rate is not None and planned is not None:
             budget = math.floor(extra.max_error_rate * planned) - failed
@@ -149,6 +163,7 @@ def _sweep(runs, extra) -> int:
         _report(result.db_path, extra)
         if code or result.status != "completed":
             break
+        resume.mark_complete(os.path.dirname(result.db_path), result.requests, result.failed)  # last: --resume
         nothing = _nothing_succeeded(result.db_path)
         if nothing:
             break
@@ -172,10 +187,67 @@ def _sweep(runs, extra) -> int:
         print(f"servegauge: {nothing}", file=sys.stderr)
         return 1
     if extra.max_error_rate is not None and total and failed / total > extra.max_error_rate:
-        stopped = ": stopped once that was certain" if result.status == "stopped" else ""
+        stopped = ": stopped once that was certain" if result is not None and result.status == "stopped" else ""
         print(f"servegauge: {failed}/{total} requests failed, above --max-error-rate {extra.max_error_rate:g}"
               f"{stopped}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _tune(base, extra, out_dir: str) -> int:
+    """--sla-auto-tune: engine.sla_tune's search over ordinary runs in `out_dir`, then the answer
+    (first), the table of every point, sla_search.json, the plot and the report."""
+    from analysis import write_run_report, write_sweep_report
+    from analysis.report import write_files
+    from analysis.sla import judge_point
+    from analysis.sla_report import SLA_JSON, answers, points_table, search_json, sla_html, sla_pngs
+    from analysis.formatting import to_json
+    from engine import resume, sla_tune
+    from engine.runner import Interrupted, run_folder, run_one
+    from engine.store import DB_NAME
+
+    sla = extra.sla
+    db_paths: list[str] = []
+
+    def run_point(args, label: str) -> str:
+        folder = run_folder(args)
+        db = os.path.join(folder, DB_NAME)
+        if extra.resume and resume.is_complete(folder, DB_NAME):
+            print(f"servegauge: {label}: completed before, kept", file=sys.stderr)
+        else:  # without --resume an existing folder stops the search (run_one never overwrites)
+            if extra.resume and (aside := resume.set_aside(folder)):
+                print(f"servegauge: {label}: incomplete, set aside as {aside}; running it again", file=sys.stderr)
+            result = run_one(args, label=label)
+            write_run_report(db, slo=extra.slo, plots=False, console=False)
+            if result.status == "completed":
+                resume.mark_complete(folder, result.requests, result.failed)
+        db_paths.append(db)
+        return db
+
+    def judge(value, dbs, group):
+        return judge_point(value, dbs, group, sla.confidence)
+
+    try:
+        searches = sla_tune.tune(base, sla, out_dir, run_point, judge,
+                                 say=lambda line: print(line, file=sys.stderr, flush=True))
+    except Interrupted as stop:
+        print(f"servegauge: search interrupted: continue it with --resume {out_dir} and the same flags",
+              file=sys.stderr)
+        return EXIT_TERMINATED if stop.terminated else EXIT_INTERRUPTED
+    lines = answers(searches, sla.variable, sla.confidence, sla.lower)
+    table = points_table(searches, sla.variable)
+    print("\n".join(lines + ["", table]), flush=True)  # the answer first
+    settings = {k: getattr(sla, k) for k in ("start", "lower", "upper", "num_runs", "max_runs",
+                                             "number_multiplier", "fixed_parallel", "rate_tolerance")}
+    files = {SLA_JSON: to_json(search_json(searches, sla.variable, sla.confidence, sla.lower, settings))}
+    pngs = sla_pngs(searches, sla.variable) if extra.plots else {}
+    files.update({f"{name}.png": png for name, png in pngs.items()})
+    write_files(out_dir, files)
+    if extra.plots and db_paths:
+        html = write_sweep_report(sorted(set(db_paths)), out_dir, slo=extra.slo,
+                                  preface=sla_html(lines, table, pngs))
+        print(f"servegauge: report: {html}", file=sys.stderr)
+    print(f"servegauge: results in {out_dir}", file=sys.stderr)
     return 0
 
 

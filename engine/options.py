@@ -31,6 +31,8 @@ class Extra:
     max_error_rate: float | None = None
     plots: bool = True
     test_connection: bool = True  # the pre-flight check (engine.preflight)
+    resume: str | None = None  # --resume OUTPUT_DIR (engine.resume)
+    sla: object | None = None  # engine.sla_options.SlaOptions with --sla-auto-tune
 
 
 def _typed(kind, check, what):
@@ -184,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--max-error-rate", type=SHARE,
                    help="exit 1 when a larger share of requests failed; the sweep stops as soon as that is certain")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
+    from engine import sla_options
+
+    sla_options.add_flags(p)
     return p
 
 
@@ -255,7 +260,17 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
         name=ns.name, no_timestamp=ns.no_timestamp, debug=ns.debug,
     )
     runs = [base.replace(parallel=p, number=n, rate=r) for p, n, r in zip(parallel, number, rate)]
-    return runs, Extra(tuple(ns.plugin_module), slo, ns.max_error_rate, not ns.no_plots, ns.test_connection)
+    from engine import sla_options
+
+    sla = sla_options.parse(ns, _sla_params)
+    return runs, Extra(tuple(ns.plugin_module), slo, ns.max_error_rate, not ns.no_plots, ns.test_connection,
+                       ns.resume, sla)
+
+
+def _sla_params(text: str) -> list:
+    from analysis.sla import parse_sla_params  # pandas and numpy: only with --sla-auto-tune
+
+    return parse_sla_params(text)
 
 
 def _json_object(text: str | None, flag: str, example: str) -> dict:
