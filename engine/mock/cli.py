@@ -10,7 +10,7 @@ import asyncio
 import gc
 import sys
 
-from .config import MockConfig
+from .config import REASONING_FIELDS, MockConfig
 from .faults import FAULTS
 from .server import MockServer, serve
 
@@ -32,6 +32,16 @@ def _pos_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
@@ -65,6 +75,12 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
                    help="vary the reply length per request between this and --tokens (drawn from its id)")
     p.add_argument("--tokens-per-chunk", type=_pos_int, default=1,
                    help="tokens in each content event (default 1)")
+    p.add_argument("--reasoning-tokens", type=_nonneg_int, default=0,
+                   help="act as a reasoning model: stream this many reasoning tokens before the answer "
+                        "(chat: delta.reasoning_content; Responses: response.reasoning_text.delta) (default 0)")
+    p.add_argument("--reasoning-field", choices=REASONING_FIELDS, default="reasoning_content",
+                   help="the chat delta field of the reasoning: reasoning_content (DeepSeek, older vLLM, "
+                        "the default) or reasoning (vLLM >= 0.10)")
     p.add_argument("--model-name", default="mock-model", help="id listed by /v1/models")
     p.add_argument("--served-model", metavar="NAME",
                    help="serve only this model: 404 for a request naming another (default: answer any model)")
@@ -103,6 +119,7 @@ def _fault(text: str) -> tuple[str, float]:
 def config_from_args(ns: argparse.Namespace) -> MockConfig:
     return MockConfig(host=ns.host, port=ns.port, ttft_ms=ns.ttft_ms, itl_ms=ns.itl_ms,
                       tokens=ns.tokens, tokens_min=ns.tokens_min, tokens_per_chunk=ns.tokens_per_chunk,
+                      reasoning_tokens=ns.reasoning_tokens, reasoning_field=ns.reasoning_field,
                       model_name=ns.model_name, served_model=ns.served_model, record_truth=not ns.no_truth,
                       truth_file=ns.truth_file, faults=tuple(ns.fault), fault_seed=ns.fault_seed,
                       stall_s=ns.stall_s, retry_after_s=ns.retry_after_s,

@@ -3,7 +3,9 @@
 Streams (chat): a role chunk at once, then content chunks at ttft, ttft+itl,
 ..., finish_reason on the last content chunk, an optional usage chunk
 (stream_options.include_usage), then ``data: [DONE]``.  Completions streams
-have no role chunk (vLLM sends none).  Events are assembled from pre-encoded
+have no role chunk (vLLM sends none).  With --reasoning-tokens, chat streams
+send the reasoning first (delta.reasoning_content, as DeepSeek and vLLM do),
+one event per chunk at the same gaps, then the answer.  Events are assembled from pre-encoded
 byte pieces: json.dumps per event would be most of the server's CPU.
 """
 from __future__ import annotations
@@ -66,19 +68,31 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
     obj = ("chat.completion.chunk" if chat else "text_completion") if body.get("stream") else (
         "chat.completion" if chat else "text_completion")
     rid_json, model_json = json.dumps(rid).encode(), _json_str(model)
-    usage_json = b'{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d}' % (
-        prompt_tokens, prompt_tokens + n_tokens, n_tokens)
+    # A reasoning model (chat only): R reasoning tokens before the answer,
+    # counted in the usage as vLLM and OpenAI do.
+    r_tokens = cfg.reasoning_tokens if chat else 0
+    nr = n_chunks(r_tokens, k) if r_tokens else 0
+    if r_tokens:
+        usage_json = (b'{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d,'
+                      b'"completion_tokens_details":{"reasoning_tokens":%d}}'
+                      % (prompt_tokens, prompt_tokens + r_tokens + n_tokens, r_tokens + n_tokens, r_tokens))
+        if rec is not None:
+            rec.completion_tokens = r_tokens + n_tokens
+    else:
+        usage_json = b'{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d}' % (
+            prompt_tokens, prompt_tokens + n_tokens, n_tokens)
     if not body.get("stream"):
         # Templated, not json.dumps of a dict: this is most of the cost of a
         # short non-streamed reply.  The shape is vLLM's.
         text = chunk_json(0, n_tokens)
-        choice = (b'{"index":0,"message":{"role":"assistant","content":%s,"tool_calls":[]}' % text
+        reasoning = (b'"%s":%s,' % (cfg.reasoning_field.encode(), chunk_json(0, r_tokens))) if r_tokens else b""
+        choice = (b'{"index":0,"message":{"role":"assistant",%s"content":%s,"tool_calls":[]}' % (reasoning, text)
                   if chat else b'{"index":0,"text":%s' % text)
         reply = (b'{"id":%s,"object":"%s","created":%d,"model":%s,"choices":[%s,"logprobs":null,'
                  b'"finish_reason":"%s","stop_reason":null}],"usage":%s}'
                  % (rid_json, obj.encode(), created, model_json, choice, finish.encode(), usage_json))
         # The whole answer is ready when the last chunk would have been sent.
-        return ResponsePlan(200, JSON_CONTENT_TYPE, [reply], [cfg.ttft_s + (nc - 1) * cfg.itl_s],
+        return ResponsePlan(200, JSON_CONTENT_TYPE, [reply], [cfg.ttft_s + (nr + nc - 1) * cfg.itl_s],
                             content_count=1)
 
     head = b'data: {"id":%s,"object":"%s","created":%d,"model":%s,"choices":' % (
@@ -92,7 +106,10 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
     last_start = (nc - 1) * k
     events.append(pre + chunk_json(last_start, n_tokens - last_start) + mid
                   + b'"%s","stop_reason":null}]}\n\n' % finish.encode())
-    due = content_due(nc, cfg.ttft_s, cfg.itl_s)
+    if nr:
+        rpre = head + b'[{"index":0,"delta":{"%s":' % cfg.reasoning_field.encode()
+        events[:0] = [rpre + chunk_json(j * k, min(k, r_tokens - j * k)) + mid + tail for j in range(nr)]
+    due = content_due(nr + nc, cfg.ttft_s, cfg.itl_s)
     content_start = 0
     if chat:
         events.insert(0, head + b'[{"index":0,"delta":{"role":"assistant","content":""},'
@@ -107,7 +124,8 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
     events.append(_DONE)
     due.append(end_s)
     return ResponsePlan(200, SSE_CONTENT_TYPE, events, due, chunked=True,
-                        content_start=content_start, content_count=nc)
+                        content_start=content_start, content_count=nr + nc,
+                        answer_start=content_start + nr if nr else None)
 
 
 def models(req: Request, cfg: MockConfig, started: float) -> ResponsePlan:

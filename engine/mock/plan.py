@@ -45,6 +45,9 @@ class ResponsePlan:
     # Which events carry output (for the ground truth's first_content_time).
     content_start: int = 0
     content_count: int = 0
+    # A reasoning reply: index of the first answer event (the content events
+    # before it carry reasoning), for the ground truth's first_answer_time.
+    answer_start: int | None = None
     # Close the connection after the reply, whatever the client asked.
     close: bool = False
     # Close it after the reply without saying so (the reply says keep-alive),
