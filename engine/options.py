@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from engine.arguments import Arguments, redact_url
+from engine.endpoints import check_api_path
 from engine.errors import UsageError
 from engine.usage import CommandParser
 
@@ -153,6 +154,7 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
         parts = urlsplit(ns.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"--url '{redact_url(ns.url)}' is not an http(s) URL, e.g. http://127.0.0.1:8000/v1/chat/completions")
+        check_api_path(ns.api, ns.url)
     _check_tls_files(ns)
     if ns.proxy:
         parts = urlsplit(ns.proxy)

@@ -44,6 +44,11 @@ RESULT_COLUMNS = (
     # kept-alive connections found closed by the server as this request went
     # out (it was then sent on a new one): engine.transport.Sender.exchange
     ("reconnects", "INTEGER"),
+    # a stream with reasoning (reasoning_content, Responses reasoning events):
+    # send -> first answer event, seconds (first_chunk_latency is the first
+    # output of any kind); NULL without reasoning.  engine.derive
+    ("first_answer_latency", "REAL"),
+    ("reasoning_tokens", "INTEGER"),  # of completion_tokens, when the usage says (NULL otherwise)
 )
 
 RUN_COLUMNS = (
