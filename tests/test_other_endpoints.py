@@ -125,6 +125,12 @@ def test_embedding_run_has_latency_and_input_tokens_but_no_ttft(tmp_path, mock):
     columns = set(pct[0]) if isinstance(pct, list) else set(pct)
     assert "Latency (s)" in columns and "Input tokens" in columns
     assert not columns & {"TTFT (ms)", "ITL (ms)", "TPOT (ms)"}
+    # nor empty TTFT/TPOT/ITL plots
+    import analysis
+    from analysis.plots import run_figures
+
+    figures = run_figures(analysis.load(folder))
+    assert "latency_distribution" in figures and not {"ttft_distribution", "itl_distribution"} & set(figures)
 
 
 def test_rerank_run_sends_query_and_documents(tmp_path, mock):
