@@ -21,6 +21,10 @@ API_PATHS: dict[str, tuple[str, ...]] = {
     "openai_responses": ("/v1/responses",),
 }
 
+# The dataset a --dataset-path is read with when --dataset is not given
+# (else line_by_line): an embeddings or rerank file is not one prompt per line.
+FILE_DATASETS = {"openai_embedding": "embedding", "openai_rerank": "rerank"}
+
 # Path endings that name one endpoint, whatever prefix a gateway puts before
 # them: (ending, what it is, the --api that speaks it).  Longest first.
 _OWNERS = (

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from engine.arguments import Arguments, redact_url
-from engine.endpoints import check_api_path
+from engine.endpoints import FILE_DATASETS, check_api_path
 from engine.errors import UsageError
 from engine.usage import CommandParser
 
@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds in-flight requests get after Ctrl-C, --duration or --max-error-rate (default 5)")
     l.add_argument("--seed", type=int, default=0, help="seed of the arrival process and random datasets")
     d = p.add_argument_group("dataset")
-    d.add_argument("--dataset", default=None, help="dataset plugin (default: builtin; line_by_line with --dataset-path)")
+    d.add_argument("--dataset", default=None, help="dataset plugin (default: builtin; with --dataset-path: line_by_line, or embedding / "
+                   "rerank for --api openai_embedding / openai_rerank)")
     d.add_argument("--dataset-path", help="local file the dataset reads")
     d.add_argument("--prompt", help="send this one prompt for every request")
     d.add_argument("--query-template", help="JSON body template; %%m = model, %%p = prompt")
@@ -187,7 +188,7 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
         if not isinstance(extra_args, dict):
             raise UsageError("--extra-args must be a JSON object, e.g. '{\"ignore_eos\": true}'")
     api_key = ns.api_key or os.environ.get("DASHSCOPE_API_KEY" if ns.api == "dashscope" else "OPENAI_API_KEY")
-    dataset = ns.dataset or ("line_by_line" if ns.dataset_path else "builtin")
+    dataset = ns.dataset or (FILE_DATASETS.get(ns.api, "line_by_line") if ns.dataset_path else "builtin")
     slo = None
     if ns.slo:
         from analysis import parse_slo

@@ -110,7 +110,7 @@ def test_embedding_run_has_latency_and_input_tokens_but_no_ttft(tmp_path, mock):
     for row in result:
         assert row["success"] == 1, row["error"]
         body = decode(row["request"])
-        assert body["input"] in texts and body["model"] == "m"
+        assert body["input"] in texts and body["model"] == "m" and set(body) == {"model", "input"}
         assert row["first_chunk_latency"] is None and row["n_chunks"] == 0 and row["time_per_output_token"] is None
         assert row["prompt_tokens"] == truth[row["request_id"]]["prompt_tokens"] == len(body["input"].split())
         assert row["completion_tokens"] == 0 and row["is_stream"] == 0
@@ -138,9 +138,9 @@ def test_rerank_run_sends_query_and_documents(tmp_path, mock):
     pairs = [{"query": "alpha bravo", "documents": ["alpha", "bravo charlie", "delta"]},
              {"query": "echo", "passages": ["echo foxtrot", "golf"]}]
     data.write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    run_engine("--url", mock.base_url + "/rerank", "--api", "openai_rerank", "--model", "m", "--dataset", "rerank",
-               "--dataset-path", data, "-n", 4, "--extra-args", '{"top_n": 1}', "--outputs-dir", tmp_path / "out",
-               "--no-plots")
+    # no --dataset: a file given to --api openai_rerank is read as the rerank dataset
+    run_engine("--url", mock.base_url + "/rerank", "--api", "openai_rerank", "--model", "m", "--dataset-path", data,
+               "-n", 4, "--extra-args", '{"top_n": 1}', "--outputs-dir", tmp_path / "out", "--no-plots")
     folder = run_folder(tmp_path / "out")
     result = rows(os.path.join(folder, "benchmark_data.db"))
     assert len(result) == 4
@@ -277,3 +277,17 @@ def test_a_url_the_api_speaks_passes_the_check():
                      ("openai_embedding", "http://h/proxy/v1/embeddings/"), ("custom", "http://h/v1/embeddings"),
                      ("openai", "http://h/some/other/path")):
         check_api_path(api, url)  # no error
+
+
+def test_a_responses_stream_cut_by_the_server_is_a_failed_row_with_its_output(tmp_path):
+    # the mock's no_done fault: the body ends cleanly half-way, without response.completed
+    with start_mock(["--ttft-ms", "5", "--itl-ms", "1", "--tokens", "8", "--fault", "no-done"]) as m:
+        proc = run_engine("--url", m.base_url + "/v1/responses", "--api", "openai_responses", "--model", "m",
+                          "-n", 2, "--no-test-connection", "--outputs-dir", tmp_path / "out", "--no-plots",
+                          check=False)
+    assert proc.returncode == 1 and "response.completed" in proc.stderr  # nothing succeeded: said, exit 1
+    result = rows(find_dbs(tmp_path / "out")[0])
+    assert len(result) == 2
+    for row in result:
+        assert row["success"] == 0 and row["error"] == "stream ended without response.completed"
+        assert row["status_code"] == 200 and row["first_chunk_latency"] is not None and row["n_chunks"] >= 1

@@ -43,9 +43,10 @@ class OpenaiEmbeddingPlugin(ApiPluginBase):
             body = fill_query_template(param.query_template, param.model, text if isinstance(text, str)
                                        else "\n".join(text))
         else:
-            # "float": what evalscope and most benchmarks receive; the official
-            # client asks for base64, which a server may encode faster.
-            body = {"model": param.model, "input": text, "encoding_format": "float"}
+            # Only what is needed: the format defaults to "float" (as evalscope
+            # receives it); the official client asks for "base64", which a
+            # server may encode faster: --extra-args '{"encoding_format": "base64"}'.
+            body = {"model": param.model, "input": text}
         body.update(param.extra_args)  # e.g. {"encoding_format": "base64", "dimensions": 256}
         return body
 
