@@ -85,3 +85,33 @@ def test_answer_and_reasoning_events_of_the_chat_shape():
     assert plugin.answer_event_indexes(events) == [3, 4]
     assert plugin.reasoning_tokens(events) == 4
     assert plugin.reasoning_tokens(events[:-1]) is None
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_dashscope_thinking_gets_a_first_answer_time(incremental):
+    """qwen3 thinking over DashScope: message.reasoning_content before message.content,
+    incremental or cumulative, and the reasoning tokens of its usage."""
+    from conftest import sent_as
+    from engine.derive import to_row
+    from engine.records import FinishedRecord
+    from plugins.api.dashscope import DashScopePlugin
+
+    parts = [("hm", ""), (" so", ""), ("", "Yes"), ("", " indeed")]
+    events, r_text, c_text = [], "", ""
+    for n, (r, c) in enumerate(parts, 1):
+        r_text, c_text = r_text + r, c_text + c
+        rr, cc = (r, c) if incremental else (r_text, c_text)
+        events.append(json.dumps({"output": {"choices": [{"message": {"role": "assistant", "reasoning_content": rr,
+                                                                      "content": cc},
+                                                          "finish_reason": "stop" if n == 4 else "null"}]},
+                                  "usage": {"input_tokens": 3, "output_tokens": n,
+                                            "output_tokens_details": {"reasoning_tokens": min(n, 2)}}}))
+    offsets = (0.1, 0.2, 0.5, 0.6)
+    record = FinishedRecord(seq=0, worker="w", scheduled_time=0.0, start_time=1.0, latency_s=0.7, status_code=200,
+                            events=tuple(events), event_offsets_s=offsets, error=None, transport_failed=False,
+                            is_stream=True, saw_done=False, attempt=0, reconnects=0, final=True)
+    body = {"parameters": {"incremental_output": incremental}}
+    row = to_row(record, sent_as("r", body), DashScopePlugin())
+    assert row["success"] == 1, row["error"]
+    assert row["first_chunk_latency"] == 0.1 and row["first_answer_latency"] == 0.5
+    assert row["reasoning_tokens"] == 2 and row["completion_tokens"] == 4
