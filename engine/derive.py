@@ -109,9 +109,11 @@ def _first_answer_s(plugin, events: list[str], body, out: list[int], event_texts
     finder = getattr(plugin, "answer_event_indexes", None)
     if finder is None or not out:
         return None
-    answers = _safe(finder, events, body)
-    if answers is None or len(answers) == len(out):
+    # Reasoning comes before the answer: when the first output is already
+    # answer there is none, and the common stream costs one event, not a pass.
+    if _safe(finder, [events[out[0]]], body) != []:
         return None
+    answers = _safe(finder, events, body)
     return float(event_texts[answers[0]]) if answers else None
 
 

@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds in-flight requests get after Ctrl-C, --duration or --max-error-rate (default 5)")
     l.add_argument("--seed", type=int, default=0, help="seed of the arrival process and random datasets")
     d = p.add_argument_group("dataset")
-    d.add_argument("--dataset", default=None, help="dataset plugin (default: builtin; with --dataset-path: line_by_line, or embedding / "
-                   "rerank for --api openai_embedding / openai_rerank)")
+    d.add_argument("--dataset", default=None,
+                   help="dataset plugin (default: builtin; with --dataset-path: line_by_line, or embedding / "
+                        "rerank for --api openai_embedding / openai_rerank)")
     d.add_argument("--dataset-path", help="local file the dataset reads")
     d.add_argument("--prompt", help="send this one prompt for every request")
     d.add_argument("--query-template", help="JSON body template; %%m = model, %%p = prompt")

@@ -26,7 +26,8 @@ from engine.errors import UsageError
 
 # The endpoints each built-in API speaks (an unknown API: no advice on paths).
 ENDPOINTS = API_PATHS
-LISTS_MODELS = ("openai", "openai_embedding", "openai_rerank", "openai_responses")  # APIs whose servers answer GET /v1/models
+# APIs whose servers answer GET /v1/models
+LISTS_MODELS = ("openai", "openai_embedding", "openai_rerank", "openai_responses")
 KEY_VARIABLES = {"dashscope": "DASHSCOPE_API_KEY"}  # else OPENAI_API_KEY (engine.options)
 READ_LIMIT_S = 60.0
 BODY_LIMIT = 4 * 2**20  # of a reply read here: a models list, an error, a one-token answer

@@ -75,8 +75,10 @@ def openai_event_has_answer(data: Any) -> bool:
 def last_reasoning_tokens(responses: list) -> int | None:
     """Reasoning tokens from the last usage that reports them: chat's
     `completion_tokens_details.reasoning_tokens`, or the Responses API's
-    `output_tokens_details.reasoning_tokens` (inside `response`)."""
-    for payload in reversed(responses):
+    `output_tokens_details.reasoning_tokens` (inside `response`).  Usage
+    ends a reply, so only its last events are read: a stream without usage
+    costs no second pass over every event."""
+    for payload in reversed(responses[-3:]):
         data = load_json(str.__str__(payload) if isinstance(payload, str) else payload)
         if not isinstance(data, dict):
             continue
