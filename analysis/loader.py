@@ -320,7 +320,10 @@ def _derive(df: pd.DataFrame, events: pd.DataFrame, lengths: np.ndarray, ours: b
     lat = df["latency"].to_numpy(dtype=float)
     ttft = df["first_chunk_latency"].to_numpy(dtype=float)
     stream = df["is_stream"].to_numpy() == 1
-    ttft = np.where(np.isnan(ttft) & ~stream, lat, ttft)  # non-streamed: TTFT = latency
+    # non-streamed: TTFT = latency; not for our rows of endpoints that generate
+    # nothing (embeddings, rerank: no output event, n_chunks 0)
+    generated = ~(df["n_chunks"].to_numpy(dtype=float) == 0) if ours else True
+    ttft = np.where(np.isnan(ttft) & ~stream & generated, lat, ttft)
     ct = df["completion_tokens"].to_numpy(dtype=float)
     pt = df["prompt_tokens"].to_numpy(dtype=float)
     offsets = events["offset_s"].to_numpy()
@@ -343,6 +346,9 @@ def _derive(df: pd.DataFrame, events: pd.DataFrame, lengths: np.ndarray, ours: b
         df["itl_mean_ms"] = mean_gap * 1000.0
         df["output_tok_per_s"] = np.where(lat > 0, ct / lat, np.nan)
         df["total_tok_per_s"] = np.where(lat > 0, (pt + ct) / lat, np.nan)
+        # reasoning models (engine.derive): first answer token, and the answer's share of the output
+        df["ttfat_ms"] = df["first_answer_latency"].to_numpy(dtype=float) * 1000.0
+        df["answer_tokens"] = ct - df["reasoning_tokens"].to_numpy(dtype=float)
         df["schedule_lag_ms"] = (df["start_time"].to_numpy(dtype=float)
                                  - df["scheduled_time"].to_numpy(dtype=float)) * 1000.0
 

@@ -59,7 +59,7 @@ def _metric_samples(frames: Frames) -> dict[str, np.ndarray]:
     okdf = req.loc[ok]
     streamed = okdf["is_stream"].to_numpy() == 1
     decode_rows = okdf.loc[streamed] if streamed.any() else okdf
-    return {
+    samples = {
         "TTFT (ms)": decode_rows["ttft_ms"].to_numpy(dtype=float),
         "ITL (ms)": itl_values(frames),
         "TPOT (ms)": decode_rows["tpot_ms"].to_numpy(dtype=float),
@@ -71,6 +71,26 @@ def _metric_samples(frames: Frames) -> dict[str, np.ndarray]:
         "Schedule Lag (ms)": okdf["schedule_lag_ms"].to_numpy(dtype=float),
         "TPOT incl. TTFT (ms)": decode_rows["tpot_incl_ttft_ms"].to_numpy(dtype=float),
     }
+    # reasoning models only: time to first answer token, where a row has one
+    ttfat = decode_rows["ttfat_ms"].to_numpy(dtype=float)
+    if np.isfinite(ttfat).any():
+        samples["TTFAT (ms)"] = ttfat
+    return samples
+
+
+# What an endpoint that generates no tokens (embeddings, rerank) has no value for.
+GENERATION_METRICS = ("TTFT (ms)", "ITL (ms)", "TPOT (ms)", "TPOT incl. TTFT (ms)", "Output tokens",
+                      "Output (tok/s)")
+
+
+def generates_tokens(frames: Frames) -> bool:
+    """False when successful requests exist and none had a first output
+    (an embeddings or rerank run): the report then leaves out TTFT, TPOT
+    and ITL instead of showing empty figures."""
+    ok = frames.ok_mask()
+    if not ok.any():
+        return True
+    return bool(np.isfinite(frames.requests.loc[ok, "ttft_ms"].to_numpy(dtype=float)).any())
 
 
 def itl_values(frames: Frames) -> np.ndarray:
@@ -93,9 +113,12 @@ def percentiles(frames: Frames) -> pd.DataFrame:
     """The percentile table: a `Percentiles` column (min, 1%, ..., 99.9%, max)
     and one column per metric (evalscope's, then ours)."""
     table = {"Percentiles": list(PERCENTILE_LABELS)}
+    skip = () if generates_tokens(frames) else GENERATION_METRICS
     for name, values in metric_samples(frames).items():
-        table[name] = nearest_rank(values)
-    table[token_itl.COLUMN] = token_itl.percentile_column(frames)  # weighted per token: not a plain sample
+        if name not in skip:
+            table[name] = nearest_rank(values)
+    if not skip:  # weighted per token: not a plain sample
+        table[token_itl.COLUMN] = token_itl.percentile_column(frames)
     return pd.DataFrame(table)
 
 
@@ -158,6 +181,16 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
         "Avg TPOT incl. TTFT (ms)": rounded(nan_mean(samples["TPOT incl. TTFT (ms)"])),
         token_itl.AVG_KEY: rounded(token_itl.mean_ms(frames)),
     }
+    if "TTFAT (ms)" in samples:  # a reasoning model: its answer starts after the reasoning
+        out["Avg TTFAT (ms)"] = rounded(nan_mean(samples["TTFAT (ms)"]))
+    reasoning = okdf["reasoning_tokens"].to_numpy(dtype=float)
+    if (reasoning > 0).any():  # a reasoning model, whose usage counts its reasoning
+        out["Avg Reasoning Tokens"] = rounded(nan_mean(reasoning))
+        out["Avg Answer Tokens"] = rounded(nan_mean(okdf["answer_tokens"].to_numpy(dtype=float)))
+    if not generates_tokens(frames):  # embeddings, rerank: what they do is read input
+        for key in ("Avg TTFT (ms)", "Avg TPOT (ms)", "Avg ITL (ms)", "Avg TPOT incl. TTFT (ms)"):
+            del out[key]
+        out["Input Throughput (tok/s)"] = rounded(per_s(np.nansum(prompt)))
     if slo:
         meets = slo_mask(frames, slo)
         out["Goodput (req/s)"] = rounded(per_s(int(meets.sum())))
@@ -301,10 +334,10 @@ def summary_row(frames: Frames, summ: Mapping[str, Any] | None = None,
         "Req Throughput (req/s)": summ["Req Throughput (req/s)"],
         "Output Throughput (tok/s)": summ["Output Throughput (tok/s)"],
         "Goodput (req/s)": summ.get("Goodput (req/s)"),
-        "Avg TTFT (ms)": summ["Avg TTFT (ms)"],
+        "Avg TTFT (ms)": summ.get("Avg TTFT (ms)"),
         "P50 TTFT (ms)": p("TTFT (ms)", "50%"),
         "P99 TTFT (ms)": p("TTFT (ms)", "99%"),
-        "Avg TPOT (ms)": summ["Avg TPOT (ms)"],
+        "Avg TPOT (ms)": summ.get("Avg TPOT (ms)"),
         "P50 TPOT (ms)": p("TPOT (ms)", "50%"),
         "P99 TPOT (ms)": p("TPOT (ms)", "99%"),
         "P50 ITL (ms)": p("ITL (ms)", "50%"),

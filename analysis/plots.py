@@ -19,7 +19,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from analysis.errors import failure_groups, reason_totals
 from analysis.formatting import count, plot_number
 from analysis.frames import Frames, start_end
-from analysis.metrics import metric_samples
+from analysis.metrics import generates_tokens, metric_samples
 from analysis.plot_style import (BLUE, GREEN, GREY, ORANGE, PURPLE, RED, TITLE_GID, fit_titles, no_data, safely,
                                  single, style)
 from analysis.stats import nearest_rank
@@ -371,12 +371,12 @@ def empty_stretches(lows: np.ndarray, highs: np.ndarray, log: bool) -> np.ndarra
 
 def run_figures(frames: Frames) -> dict[str, Figure]:
     """One run's figures by file stem (nothing written)."""
-    figs = {
-        "latency_distribution": single(plot_latency_distribution, frames),
-        "ttft_distribution": single(plot_ttft_distribution, frames),
-        "tpot_distribution": single(plot_tpot_distribution, frames),
-        "itl_distribution": single(plot_itl_distribution, frames),
-    }
+    figs = {"latency_distribution": single(plot_latency_distribution, frames)}
+    tokens = generates_tokens(frames)  # embeddings, rerank: no first token, no gaps to draw
+    if tokens:
+        figs["ttft_distribution"] = single(plot_ttft_distribution, frames)
+        figs["tpot_distribution"] = single(plot_tpot_distribution, frames)
+        figs["itl_distribution"] = single(plot_itl_distribution, frames)
     fig = Figure(figsize=(10, 8), layout="constrained")
     # the errors panel is the least busy: less height than the two above
     axes = fig.subplots(3, 1, sharex=True, height_ratios=[3, 3, 2])
@@ -388,7 +388,8 @@ def run_figures(frames: Frames) -> dict[str, Figure]:
     fig.suptitle(f"Timeline of run {frames.name}", fontsize=13).set_gid(TITLE_GID)
     fit_titles(fig)
     figs["timeline"] = fig
-    figs["ttft_vs_prompt"] = single(plot_ttft_vs_prompt, frames, (8.5, 5))
+    if tokens:
+        figs["ttft_vs_prompt"] = single(plot_ttft_vs_prompt, frames, (8.5, 5))
     return figs
 
 

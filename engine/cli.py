@@ -98,13 +98,14 @@ def _run(argv: list[str]) -> int:
         registry.import_plugin_module(spec)
     if runs[0].url:
         return _sweep(runs, extra)
+    from engine.endpoints import mock_path
     from engine.mock.launch import start_mock
 
     # No --url: benchmark the built-in mock server so a newcomer sees a whole run.
     with start_mock() as mock:
         print(f"servegauge: no --url given: benchmarking the built-in mock server at {mock.base_url}",
               file=sys.stderr)
-        runs = [r.replace(url=mock.dashscope_url if r.api == "dashscope" else mock.chat_url,
+        runs = [r.replace(url=mock.base_url + mock_path(r.api),
                           model=r.model or "mock-model") for r in runs]
         return _sweep(runs, extra)
 

@@ -32,16 +32,20 @@ def to_row(record: FinishedRecord, sent: Sent, plugin, count_tokens: TokenCounte
     # Offsets are stored to 0.1 us (see _seconds_text), and the row's own
     # figures are taken from the stored text, so they equal what it says.
     event_texts = _seconds_text(record.event_offsets_s)
-    if record.is_stream:
+    answer_latency = None
+    if not getattr(plugin, "generates_tokens", True):
+        chunk_texts = []  # embeddings, rerank: one result, no first token to time
+    elif record.is_stream:
         out = plugin.output_event_indexes(events, request=body) if events else []
         chunk_texts = [event_texts[i] for i in out]
+        answer_latency = _first_answer_s(plugin, events, body, out, event_texts)
     else:  # one body: the first output is the whole reply
         chunk_texts = _seconds_text([latency] if (events and ok_status and latency is not None) else [])
     chunk_times = [float(text) for text in chunk_texts]
     ttft = timing.ttft_s(chunk_times)
     n_chunks = len(chunk_times)
 
-    prompt_tokens = completion_tokens = None
+    prompt_tokens = completion_tokens = reasoning_tokens = None
     source = None
     if events and ok_status:
         try:
@@ -55,6 +59,8 @@ def to_row(record: FinishedRecord, sent: Sent, plugin, count_tokens: TokenCounte
         else:
             if watch is not None:
                 watch.calls += 1
+        reader = getattr(plugin, "reasoning_tokens", None)
+        reasoning_tokens = _safe(reader, events) if reader is not None else None
         if completion_tokens is not None:
             source = "usage"
         elif count_tokens is not None:
@@ -105,7 +111,32 @@ def to_row(record: FinishedRecord, sent: Sent, plugin, count_tokens: TokenCounte
         "conversation_id": sent.job.conversation_id,
         "turn": sent.job.turn or None,
         "thread": record.thread if record.thread >= 0 else None,
+        "first_answer_latency": answer_latency,
+        "reasoning_tokens": reasoning_tokens,
     }
+
+
+def _first_answer_s(plugin, events: list[str], body, out: list[int], event_texts: list[str]) -> float | None:
+    """Send -> first answer event, only for a stream that also carried
+    reasoning (the output events are not all answer events); None otherwise,
+    and for a reasoning stream cut before its answer."""
+    finder = getattr(plugin, "answer_event_indexes", None)
+    if finder is None or not out:
+        return None
+    # Reasoning comes before the answer: when the first output is already
+    # answer there is none, and the common stream costs one event, not a pass.
+    if _safe(finder, [events[out[0]]], body) != []:
+        return None
+    answers = _safe(finder, events, body)
+    return float(event_texts[answers[0]]) if answers else None
+
+
+def _safe(method, *args):
+    """An optional plugin hook; a bug in one costs its figure, not the row."""
+    try:
+        return method(*args)
+    except Exception:
+        return None
 
 
 def _seconds_text(values) -> list[str]:

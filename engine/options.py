@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from engine.arguments import Arguments, redact_url
+from engine.endpoints import FILE_DATASETS, check_api_path
 from engine.errors import UsageError
 from engine.usage import CommandParser
 
@@ -130,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds in-flight requests get after Ctrl-C, --duration or --max-error-rate (default 5)")
     l.add_argument("--seed", type=int, default=0, help="seed of the arrival process and random datasets")
     d = p.add_argument_group("dataset")
-    d.add_argument("--dataset", default=None, help="dataset plugin (default: builtin; line_by_line with --dataset-path)")
+    d.add_argument("--dataset", default=None,
+                   help="dataset plugin (default: builtin; with --dataset-path: line_by_line, or embedding / "
+                        "rerank for --api openai_embedding / openai_rerank)")
     d.add_argument("--dataset-path", help="local file the dataset reads")
     d.add_argument("--prompt", help="send this one prompt for every request")
     d.add_argument("--query-template", help="JSON body template; %%m = model, %%p = prompt")
@@ -202,6 +205,7 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
         parts = urlsplit(ns.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"--url '{redact_url(ns.url)}' is not an http(s) URL, e.g. http://127.0.0.1:8000/v1/chat/completions")
+        check_api_path(ns.api, ns.url)
     _check_tls_files(ns)
     if ns.proxy:
         parts = urlsplit(ns.proxy)
@@ -233,7 +237,7 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
         raise UsageError("--ramp-up without --rate (a concurrency ramp) needs --backend local: "
                          "Ray actors do not ramp yet")
     api_key = ns.api_key or os.environ.get("DASHSCOPE_API_KEY" if ns.api == "dashscope" else "OPENAI_API_KEY")
-    dataset = ns.dataset or ("line_by_line" if ns.dataset_path else "builtin")
+    dataset = ns.dataset or (FILE_DATASETS.get(ns.api, "line_by_line") if ns.dataset_path else "builtin")
     slo = None
     if ns.slo or ns.goodput:
         from analysis.slo import slo_from_flags

@@ -21,14 +21,13 @@ import warnings
 from urllib.parse import urlsplit, urlunsplit
 
 from engine.arguments import SECRET_HEADERS, Arguments
+from engine.endpoints import API_PATHS
 from engine.errors import UsageError
 
 # The endpoints each built-in API speaks (an unknown API: no advice on paths).
-ENDPOINTS = {
-    "openai": ("/v1/chat/completions", "/v1/completions"),
-    "dashscope": ("/api/v1/services/aigc/text-generation/generation",),
-}
-LISTS_MODELS = ("openai",)  # APIs whose servers answer GET /v1/models
+ENDPOINTS = API_PATHS
+# APIs whose servers answer GET /v1/models
+LISTS_MODELS = ("openai", "openai_embedding", "openai_rerank", "openai_responses")
 KEY_VARIABLES = {"dashscope": "DASHSCOPE_API_KEY"}  # else OPENAI_API_KEY (engine.options)
 READ_LIMIT_S = 60.0
 BODY_LIMIT = 4 * 2**20  # of a reply read here: a models list, an error, a one-token answer

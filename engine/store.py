@@ -58,6 +58,11 @@ RESULT_COLUMNS = (
     # blocks) repeats a prefix an earlier request sent (engine.prefix_reuse)
     ("prompt_chars", "INTEGER"),
     ("shared_prefix_chars", "INTEGER"),
+    # a stream with reasoning (reasoning_content, Responses reasoning events):
+    # send -> first answer event, seconds (first_chunk_latency is the first
+    # output of any kind); NULL without reasoning.  engine.derive
+    ("first_answer_latency", "REAL"),
+    ("reasoning_tokens", "INTEGER"),  # of completion_tokens, when the usage says (NULL otherwise)
 )
 
 RUN_COLUMNS = (

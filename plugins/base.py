@@ -15,7 +15,8 @@ from engine.errors import DatasetError
 from plugins import files
 from plugins.bodies import messages_text
 from plugins.jsoncache import load_json
-from plugins.openai_shapes import openai_event_has_output, openai_event_text, usage_counts
+from plugins.openai_shapes import (last_reasoning_tokens, openai_event_has_answer, openai_event_has_output,
+                                   openai_event_text, usage_counts)
 from plugins.payload import Payload  # noqa: F401  (part of the SDK: what parse_responses gets)
 
 # The run's Arguments while plugins.registry constructs a plugin, for a
@@ -46,6 +47,10 @@ class ApiPluginBase(ABC):
 
     #: one line shown by `python -m engine plugins`
     description: str = ""
+    #: False for endpoints that answer with one result and generate no
+    #: tokens (embeddings, rerank): their rows have no TTFT, TPOT or ITL,
+    #: only latency and input tokens.
+    generates_tokens: bool = True
 
     def __init__(self, param: Arguments | None = None, model_path: str | None = None, **kwargs: Any):
         # Today's plugins pass the run's Arguments; those written from
@@ -93,6 +98,18 @@ class ApiPluginBase(ABC):
         not say.  The default reads OpenAI's running `usage.completion_tokens`
         in every chunk (vLLM's stream_options.continuous_usage_stats)."""
         return usage_counts(responses, indexes, "completion_tokens")
+
+    def answer_event_indexes(self, responses: list[str], request: Any = None) -> list[int]:
+        """Of the output events, those that carry the answer rather than
+        reasoning: when they differ, the row gets a time to first answer
+        token.  The default reads the OpenAI chat/completions stream shape
+        (`reasoning_content` / `reasoning` deltas are reasoning)."""
+        return [i for i, payload in enumerate(responses) if openai_event_has_answer(load_json(payload))]
+
+    def reasoning_tokens(self, responses: list[str]) -> int | None:
+        """Reasoning tokens the usage reports (part of the completion
+        tokens), or None when it does not say."""
+        return last_reasoning_tokens(responses)
 
     def response_error(self, responses: list[str]) -> str | None:
         """A one-line reason if the server reported an error inside a 200

@@ -70,6 +70,49 @@ def usage_counts(responses: list, indexes: list[int], completion_key: str) -> li
     return out
 
 
+_ANSWER_KEYS = ("content", "tool_calls")
+
+
+def openai_event_has_answer(data: Any) -> bool:
+    """Answer output in a chunk: content, a tool call or a completions text,
+    not reasoning (`reasoning_content`, vLLM's `reasoning`)."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices or not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        part = choice.get("delta") or choice.get("message")
+        if isinstance(part, dict) and any(part.get(key) for key in _ANSWER_KEYS):
+            return True
+        text = choice.get("text")
+        if isinstance(text, str) and text:
+            return True
+    return False
+
+
+def last_reasoning_tokens(responses: list) -> int | None:
+    """Reasoning tokens from the last usage that reports them: chat's
+    `completion_tokens_details.reasoning_tokens`, or the Responses API's
+    `output_tokens_details.reasoning_tokens` (inside `response`).  Usage
+    ends a reply, so only its last events are read: a stream without usage
+    costs no second pass over every event."""
+    for payload in reversed(responses[-3:]):
+        data = load_json(str.__str__(payload) if isinstance(payload, str) else payload)
+        if not isinstance(data, dict):
+            continue
+        if isinstance(data.get("response"), dict):
+            data = data["response"]
+        usage = data.get("usage")
+        if not isinstance(usage, dict):
+            continue
+        for key in ("completion_tokens_details", "output_tokens_details"):
+            details = usage.get(key)
+            if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
+                return details["reasoning_tokens"]
+    return None
+
+
 def last_usage(responses: list, prompt_key: str, completion_key: str) -> tuple[int | None, int | None]:
     """(prompt, completion) tokens from the last event whose `usage` has a
     completion count: usage comes in its own final chunk, or inside the last

@@ -10,7 +10,7 @@ import asyncio
 import gc
 import sys
 
-from .config import MockConfig
+from .config import REASONING_FIELDS, MockConfig
 from .faults import FAULTS
 from .server import MockServer, serve
 
@@ -42,6 +42,16 @@ def _chunk_range(text: str) -> tuple[int, int]:
     if high < low:
         raise argparse.ArgumentTypeError(f"the range {text} runs backwards: give LO-HI with LO <= HI")
     return low, high
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def _port(text: str) -> int:
@@ -76,6 +86,12 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
                    help="tokens in each content event (default 1); LO-HI: uniform in that range per event, "
                         "seeded by the request id, each event then due when its tokens are (--itl-ms / mean "
                         "tokens per event apart per token)")
+    p.add_argument("--reasoning-tokens", type=_nonneg_int, default=0,
+                   help="act as a reasoning model: stream this many reasoning tokens before the answer "
+                        "(chat: delta.reasoning_content; Responses: response.reasoning_text.delta) (default 0)")
+    p.add_argument("--reasoning-field", choices=REASONING_FIELDS, default="reasoning_content",
+                   help="the chat delta field of the reasoning: reasoning_content (DeepSeek, older vLLM, "
+                        "the default) or reasoning (vLLM >= 0.10)")
     p.add_argument("--model-name", default="mock-model", help="id listed by /v1/models")
     p.add_argument("--served-model", metavar="NAME",
                    help="serve only this model: 404 for a request naming another (default: answer any model)")
@@ -118,6 +134,7 @@ def config_from_args(ns: argparse.Namespace) -> MockConfig:
     return MockConfig(host=ns.host, port=ns.port, ttft_ms=ns.ttft_ms, itl_ms=ns.itl_ms,
                       tokens=ns.tokens, tokens_min=ns.tokens_min, tokens_per_chunk=ns.tokens_per_chunk[0],
                       tokens_per_chunk_max=ns.tokens_per_chunk[1] if ns.tokens_per_chunk[1] != ns.tokens_per_chunk[0] else None,
+                      reasoning_tokens=ns.reasoning_tokens, reasoning_field=ns.reasoning_field,
                       model_name=ns.model_name, served_model=ns.served_model, record_truth=not ns.no_truth,
                       truth_file=ns.truth_file, faults=tuple(ns.fault), fault_seed=ns.fault_seed,
                       stall_s=ns.stall_s, retry_after_s=ns.retry_after_s,

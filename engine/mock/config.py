@@ -9,6 +9,8 @@ import random
 import zlib
 from dataclasses import dataclass
 
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
 
 @dataclass(frozen=True, slots=True)
 class MockConfig:
@@ -33,6 +35,12 @@ class MockConfig:
     # request id gets the same chunks), as speculative decoding or a
     # coalescing proxy sends them; tokens still come at one steady rate.
     tokens_per_chunk_max: int | None = None
+    # A reasoning model: chat streams send this many reasoning tokens (in
+    # delta.<reasoning_field>) before the answer, Responses streams as
+    # response.reasoning_text.delta events; the usage counts them in
+    # completion_tokens_details.reasoning_tokens.  0: no reasoning.
+    reasoning_tokens: int = 0
+    reasoning_field: str = "reasoning_content"  # DeepSeek and vLLM < 0.10; newer vLLM: "reasoning"
     model_name: str = "mock-model"
     # Serve only this model: a request for another gets 404, as from vLLM;
     # /v1/models lists it.  None: any model is answered (the default).
@@ -67,6 +75,10 @@ class MockConfig:
             raise ValueError("tokens and tokens_per_chunk must be >= 1")
         if self.tokens_per_chunk_max is not None and self.tokens_per_chunk_max < self.tokens_per_chunk:
             raise ValueError("the largest tokens per chunk must be >= the smallest")
+        if self.reasoning_tokens < 0:
+            raise ValueError("reasoning_tokens must be >= 0")
+        if self.reasoning_field not in REASONING_FIELDS:
+            raise ValueError(f"reasoning_field must be one of {', '.join(REASONING_FIELDS)}")
         if self.tokens_min is not None and not 1 <= self.tokens_min <= self.tokens:
             raise ValueError("tokens_min must be between 1 and tokens")
         if self.slots is not None and self.slots < 1:

@@ -20,7 +20,8 @@ from .plan import ResponsePlan, openai_error
 if TYPE_CHECKING:
     from .http import Request
 
-GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions", "/api/v1/services/aigc/text-generation/generation")
+GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions", "/api/v1/services/aigc/text-generation/generation",
+                    "/v1/responses", "/v1/embeddings", "/v1/rerank", "/rerank", "/v2/rerank")
 DRIP_GAP_S = 0.001  # between the single bytes of a dripped event
 
 
@@ -88,7 +89,7 @@ def drip(plan: ResponsePlan, cfg: MockConfig) -> ResponsePlan:
         for j in range(len(event)):
             events.append(event[j:j + 1])
             due.append(at + j * DRIP_GAP_S)
-    return replace(plan, events=events, due_s=due, content_start=0, content_count=0)
+    return replace(plan, events=events, due_s=due, content_start=0, content_count=0, answer_start=None)
 
 
 def huge_body(plan: ResponsePlan, cfg: MockConfig) -> ResponsePlan:
@@ -99,7 +100,8 @@ def huge_body(plan: ResponsePlan, cfg: MockConfig) -> ResponsePlan:
         events.insert(plan.content_start, b": " + filler + b"\n\n")  # an SSE comment line
         due = list(plan.due_s)
         due.insert(plan.content_start, due[plan.content_start])
-        return replace(plan, events=events, due_s=due, content_start=plan.content_start + 1)
+        answer = plan.answer_start + 1 if plan.answer_start is not None else None
+        return replace(plan, events=events, due_s=due, content_start=plan.content_start + 1, answer_start=answer)
     return replace(plan, events=[b'{"padding":"' + filler + b'"}'])
 
 

@@ -216,6 +216,7 @@ class HttpConnection(asyncio.Protocol):
             rec.stream = plan.chunked
             rec.content_start = plan.content_start
             rec.content_count = plan.content_count
+            rec.answer_start = plan.answer_start
             rec.fault = plan.notes.get("fault")
             rec.queue_s = plan.notes.get("queue_s")
         self._start(req, plan, rec)

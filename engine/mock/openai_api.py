@@ -4,7 +4,9 @@ Streams (chat): a role chunk at once, then content chunks at ttft, ttft+itl,
 ..., finish_reason on the last content chunk, an optional usage chunk
 (stream_options.include_usage), then ``data: [DONE]``; with vLLM's
 stream_options.continuous_usage_stats every chunk carries the usage so far.  Completions streams
-have no role chunk (vLLM sends none).  Events are assembled from pre-encoded
+have no role chunk (vLLM sends none).  With --reasoning-tokens, chat streams
+send the reasoning first (delta.reasoning_content, as DeepSeek and vLLM do),
+one event per chunk at the same gaps, then the answer.  Events are assembled from pre-encoded
 byte pieces: json.dumps per event would be most of the server's CPU.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import MockConfig
 from .plan import (JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, BadRequest, ModelNotFound, ResponsePlan,
-                   chunk_schedule, json_plan, output_length, parse_json_object)
+                   chunk_due, json_plan, output_length, parse_json_object)
 from .tokens import chunk_json, count_messages, count_prompt
 
 if TYPE_CHECKING:
@@ -59,7 +61,7 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
     n_tokens, finish = output_length(max_tokens, cfg.reply_tokens(req.request_id))
     if rec is not None:
         rec.prompt_tokens, rec.completion_tokens = prompt_tokens, n_tokens
-    sizes, due = chunk_schedule(cfg, req.request_id, n_tokens)
+    sizes = cfg.chunk_sizes(req.request_id, n_tokens)
     nc = len(sizes)
     rid = ("chatcmpl-" if chat else "cmpl-") + req.request_id
     model = body.get("model", cfg.model_name)
@@ -67,12 +69,21 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
     obj = ("chat.completion.chunk" if chat else "text_completion") if body.get("stream") else (
         "chat.completion" if chat else "text_completion")
     rid_json, model_json = json.dumps(rid).encode(), _json_str(model)
-    usage_json = _usage(prompt_tokens, n_tokens)
+    # A reasoning model (chat only): R reasoning tokens before the answer, in
+    # events of their own, counted in the usage as vLLM and OpenAI do.
+    r_tokens = cfg.reasoning_tokens if chat else 0
+    r_sizes = cfg.chunk_sizes(req.request_id + "/reasoning", r_tokens) if r_tokens else []
+    nr = len(r_sizes)
+    due = chunk_due(cfg, r_sizes + sizes)
+    if r_tokens and rec is not None:
+        rec.completion_tokens = r_tokens + n_tokens
+    usage_json = _usage(prompt_tokens, r_tokens + n_tokens, r_tokens)
     if not body.get("stream"):
         # Templated, not json.dumps of a dict: this is most of the cost of a
         # short non-streamed reply.  The shape is vLLM's.
         text = chunk_json(0, n_tokens)
-        choice = (b'{"index":0,"message":{"role":"assistant","content":%s,"tool_calls":[]}' % text
+        reasoning = (b'"%s":%s,' % (cfg.reasoning_field.encode(), chunk_json(0, r_tokens))) if r_tokens else b""
+        choice = (b'{"index":0,"message":{"role":"assistant",%s"content":%s,"tool_calls":[]}' % (reasoning, text)
                   if chat else b'{"index":0,"text":%s' % text)
         reply = (b'{"id":%s,"object":"%s","created":%d,"model":%s,"choices":[%s,"logprobs":null,'
                  b'"finish_reason":"%s","stop_reason":null}],"usage":%s}'
@@ -97,9 +108,14 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
         pre, mid = head + b'[{"index":0,"text":', b',"logprobs":null,"finish_reason":'
     tail = b'null,"stop_reason":null}]' if not chat else b'null}]'
     events, start = [], 0
+    if nr:
+        rpre = head + b'[{"index":0,"delta":{"%s":' % cfg.reasoning_field.encode()
+        for n in r_sizes:
+            events.append(rpre + chunk_json(start, n) + mid + tail + close(start + n))
+            start += n
     for j, n in enumerate(sizes):
         end = b'"%s","stop_reason":null}]' % finish.encode() if j == nc - 1 else tail
-        events.append(pre + chunk_json(start, n) + mid + end + close(start + n))
+        events.append(pre + chunk_json(start - r_tokens, n) + mid + end + close(start + n))
         start += n
     content_start = 0
     if chat:
@@ -114,10 +130,16 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
     events.append(_DONE)
     due.append(end_s)
     return ResponsePlan(200, SSE_CONTENT_TYPE, events, due, chunked=True,
-                        content_start=content_start, content_count=nc)
+                        content_start=content_start, content_count=nr + nc,
+                        answer_start=content_start + nr if nr else None)
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> bytes:
+def _usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> bytes:
+    """vLLM's usage object; with reasoning, its share in completion_tokens_details."""
+    if reasoning_tokens:
+        return (b'{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d,'
+                b'"completion_tokens_details":{"reasoning_tokens":%d}}'
+                % (prompt_tokens, prompt_tokens + completion_tokens, completion_tokens, reasoning_tokens))
     return b'{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d}' % (
         prompt_tokens, prompt_tokens + completion_tokens, completion_tokens)
 

@@ -45,6 +45,9 @@ class ResponsePlan:
     # Which events carry output (for the ground truth's first_content_time).
     content_start: int = 0
     content_count: int = 0
+    # A reasoning reply: index of the first answer event (the content events
+    # before it carry reasoning), for the ground truth's first_answer_time.
+    answer_start: int | None = None
     # Close the connection after the reply, whatever the client asked.
     close: bool = False
     # Close it after the reply without saying so (the reply says keep-alive),
@@ -87,18 +90,27 @@ def content_due(n_content: int, ttft_s: float, itl_s: float) -> list[float]:
 
 
 def chunk_schedule(cfg, request_id: str, n_tokens: int) -> tuple[list[int], list[float]]:
-    """(tokens per content event, due offsets) of one reply.  Fixed-size
-    chunks are due at ttft + i*itl (`content_due`); variable ones (a
-    tokens-per-chunk range) when their tokens are done: a chunk of n tokens
-    comes n per-token intervals (cfg.token_interval_s) after the one before,
-    so the gap per token is steady while the gap per event is not."""
+    """(tokens per content event, due offsets) of one reply."""
     sizes = cfg.chunk_sizes(request_id, n_tokens)
+    return sizes, chunk_due(cfg, sizes)
+
+
+def chunk_due(cfg, sizes: list[int]) -> list[float]:
+    """Due offsets of content events of these sizes.  Fixed-size chunks are
+    due at ttft + i*itl (`content_due`); variable ones (a tokens-per-chunk
+    range) when their tokens are done: a chunk of n tokens comes n per-token
+    intervals (cfg.token_interval_s) after the one before, so the gap per
+    token is steady while the gap per event is not."""
     if cfg.tokens_per_chunk_max is None:
-        return sizes, content_due(len(sizes), cfg.ttft_s, cfg.itl_s)
+        return content_due(len(sizes), cfg.ttft_s, cfg.itl_s)
     done = [0]
     for n in sizes[1:]:
         done.append(done[-1] + n)  # whole tokens: the offsets are never accumulated in floats
-    return sizes, [cfg.ttft_s + k * cfg.token_interval_s for k in done]
+    return [cfg.ttft_s + k * cfg.token_interval_s for k in done]
+
+
+def n_chunks(n_tokens: int, tokens_per_chunk: int) -> int:
+    return -(-n_tokens // tokens_per_chunk)
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

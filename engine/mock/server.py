@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Callable
 
-from . import dashscope_api, openai_api
+from . import dashscope_api, openai_api, responses_api, retrieval_api
 from .config import MockConfig
 from .faults import FaultPolicy, policy_for
 from .http import HttpConnection, Request
@@ -34,6 +34,18 @@ def _dashscope(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePl
     return dashscope_api.generation(r, s.config, rec)
 
 
+def _embeddings(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
+    return retrieval_api.embeddings(r, s.config, rec)
+
+
+def _rerank(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
+    return retrieval_api.rerank(r, s.config, rec)
+
+
+def _responses(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
+    return responses_api.responses(r, s.config, rec)
+
+
 def _health(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
     return ResponsePlan(200, "text/plain", [b""], [0.0])
 
@@ -55,6 +67,9 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": _chat},
     "/v1/completions": {"POST": _completions},
     dashscope_api.PATH: {"POST": _dashscope},
+    retrieval_api.EMBEDDINGS_PATH: {"POST": _embeddings},
+    **{path: {"POST": _rerank} for path in retrieval_api.RERANK_PATHS},
+    responses_api.PATH: {"POST": _responses},
     "/v1/models": {"GET": _models},
     "/health": {"GET": _health},
     "/truth": {"GET": _truth},

@@ -20,6 +20,8 @@ Schema of one record (GET /truth returns a JSON list of these):
                       the write, i.e. the bytes went straight to the kernel
   content_times       the subset of event_times of output-carrying events
   first_content_time  content_times[0] or null
+  first_answer_time   a reasoning reply (--reasoning-tokens): the event_times of its
+                      first answer event (after the reasoning), else null
   end                 time.time() after the last byte was handed to the
                       transport (null while in flight)
   aborted             null, or why the reply did not complete ("client closed")
@@ -38,7 +40,7 @@ from typing import Any
 class TruthRecord:
     __slots__ = ("request_id", "conn_id", "conn_seq", "method", "path", "stream", "status",
                  "arrival", "read", "event_times", "event_direct", "content_start", "content_count",
-                 "end", "aborted", "prompt_tokens", "completion_tokens", "fault", "queue_s")
+                 "answer_start", "end", "aborted", "prompt_tokens", "completion_tokens", "fault", "queue_s")
 
     def __init__(self, request_id: str, conn_id: int, conn_seq: int, method: str, path: str,
                  arrival: float, read: float | None = None) -> None:
@@ -55,6 +57,7 @@ class TruthRecord:
         self.event_direct: list[bool] = []
         self.content_start = 0
         self.content_count = 0
+        self.answer_start: int | None = None
         self.end: float | None = None
         self.aborted: str | None = None
         self.prompt_tokens: int | None = None
@@ -71,6 +74,9 @@ class TruthRecord:
             "event_times": list(self.event_times), "event_direct": list(self.event_direct),
             "content_times": content,
             "first_content_time": content[0] if content else None,
+            "first_answer_time": (self.event_times[self.answer_start]
+                                  if self.answer_start is not None and self.answer_start < len(self.event_times)
+                                  else None),
             "end": self.end, "aborted": self.aborted,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "fault": self.fault,

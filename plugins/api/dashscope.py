@@ -95,6 +95,10 @@ class DashScopePlugin(ApiPluginBase):
     def output_event_indexes(self, responses: list[str], request: Any = None) -> list[int]:
         return _Reading(responses, self._asked_incremental(request)).output_indexes
 
+    def answer_event_indexes(self, responses: list[str], request: Any = None) -> list[int]:
+        """Output events that carry answer (content, tool calls), not reasoning_content (qwen3 thinking)."""
+        return _Reading(responses, self._asked_incremental(request)).answer_indexes
+
     def completion_text(self, responses: list[str]) -> str:
         return _Reading(responses, self._asked_incremental(None)).text
 
@@ -210,13 +214,17 @@ class _Reading:
         self.cumulative = steps >= 1 and chain and (not asked_incremental or (steps >= 2 and 2 * grew >= steps))
         if not self.cumulative:
             self.output_indexes = [e[0] for e in events]
+            self.answer_indexes = [i for i, _, c, calls in events if c or calls]
             self.text = "".join(r + c for _, r, c, _ in events)
             return
-        self.output_indexes = []
+        self.output_indexes, self.answer_indexes = [], []
         seen_r = seen_c = ""
         seen_calls = None
         for i, r, c, calls in events:
-            if len(r) > len(seen_r) or len(c) > len(seen_c) or (calls and calls != seen_calls):
+            answer = len(c) > len(seen_c) or bool(calls and calls != seen_calls)
+            if answer or len(r) > len(seen_r):
                 self.output_indexes.append(i)
+            if answer:
+                self.answer_indexes.append(i)
             seen_r, seen_c, seen_calls = r, c, calls
         self.text = seen_r + seen_c
