@@ -9,7 +9,7 @@ from typing import Callable
 
 from . import dashscope_api, openai_api, responses_api, retrieval_api
 from .config import MockConfig
-from .faults import FaultPolicy, policy_for
+from .faults import GENERATION_PATHS, FaultPolicy, policy_for
 from .http import HttpConnection, Request
 from .slots import SlotQueue
 from .plan import BadRequest, ModelNotFound, ResponsePlan, json_plan, openai_error
@@ -75,11 +75,6 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/truth": {"GET": _truth},
     "/stats": {"GET": _stats},
 }
-
-
-# The routes a model serves: these take a slot under --slots.  The others
-# (models, health, truth, stats) answer at once, as a real server's do.
-GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", dashscope_api.PATH})
 
 
 def forced_status(text: str) -> ResponsePlan:
@@ -155,6 +150,8 @@ class MockServer:
             except ModelNotFound as e:  # vLLM's answer for a model it does not serve
                 plan = openai_error(404, str(e), "NotFoundError")
         plan = self.faults.shape(req, plan)
+        # The routes a model serves take a slot under --slots; the others
+        # (models, health, truth, stats) answer at once, as a real server's do.
         if self.slots is not None and plan.status == 200 and req.path in GENERATION_PATHS:
             self._queue(req, plan)
         return plan
