@@ -92,7 +92,8 @@ def _generation(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> Respo
                                              "output_tokens": n_tokens,
                                              "total_tokens": prompt_tokens + n_tokens},
                  "request_id": rid}
-        return json_plan(200, reply, cfg.ttft_s + (nc - 1) * cfg.itl_s)
+        return json_plan(200, reply, cfg.ttft_s + (nc - 1) * cfg.itl_s,
+                         notes={"tokens": (prompt_tokens, n_tokens)})
 
     incremental = params.get("incremental_output") is True
     rid_json = json.dumps(rid).encode()
@@ -112,4 +113,5 @@ def _generation(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> Respo
             % (prompt_tokens + end, end, prompt_tokens, rid_json))
     return ResponsePlan(200, SSE_CONTENT_TYPE, events, content_due(nc, cfg.ttft_s, cfg.itl_s),
                         chunked=True, content_start=0, content_count=nc,
-                        extra_headers=(("x-dashscope-request-id", rid),))
+                        extra_headers=(("x-dashscope-request-id", rid),),
+                        notes={"tokens": (prompt_tokens, n_tokens)})  # for /metrics' counters

@@ -79,7 +79,7 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
                  % (rid_json, obj.encode(), created, model_json, choice, finish.encode(), usage_json))
         # The whole answer is ready when the last chunk would have been sent.
         return ResponsePlan(200, JSON_CONTENT_TYPE, [reply], [cfg.ttft_s + (nc - 1) * cfg.itl_s],
-                            content_count=1)
+                            content_count=1, notes={"tokens": (prompt_tokens, n_tokens)})
 
     head = b'data: {"id":%s,"object":"%s","created":%d,"model":%s,"choices":' % (
         rid_json, obj.encode(), created, model_json)
@@ -107,7 +107,8 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
     events.append(_DONE)
     due.append(end_s)
     return ResponsePlan(200, SSE_CONTENT_TYPE, events, due, chunked=True,
-                        content_start=content_start, content_count=nc)
+                        content_start=content_start, content_count=nc,
+                        notes={"tokens": (prompt_tokens, n_tokens)})  # for /metrics' counters
 
 
 def models(req: Request, cfg: MockConfig, started: float) -> ResponsePlan:

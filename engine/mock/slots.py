@@ -54,3 +54,16 @@ class SlotQueue:
             else:
                 waiting += 1
         return running, waiting
+
+
+class Unbounded(SlotQueue):
+    """No capacity limit: every reply runs at once and none waits; kept only
+    so /metrics can say how many replies are in progress."""
+
+    def __init__(self) -> None:
+        self.slots = 0
+        self._spans = deque()
+
+    def admit(self, arrival: float, busy_s: float) -> float:
+        self._spans.append((arrival, arrival, arrival + max(busy_s, 0.0)))
+        return 0.0
