@@ -64,8 +64,6 @@ def session_for(args: Arguments, url: str) -> requests.Session:
 def scrape(session: requests.Session, url: str, timeout: float) -> list[Sample]:
     """One GET of /metrics -> its samples, stamped mid-way through the exchange
     on the clock of the result table (time.time()); ScrapeFailed if none."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     before = time.time()
     try:
         reply = session.get(url, timeout=timeout)
@@ -76,10 +74,18 @@ def scrape(session: requests.Session, url: str, timeout: float) -> list[Sample]:
     after = time.time()
     if reply.status_code != 200:
         raise ScrapeFailed(f"HTTP {reply.status_code}")
-    stamp = (before + after) / 2
+    return parse((before + after) / 2, reply.text)
+
+
+def parse(stamp: float, text: str) -> list[Sample]:
+    """Prometheus text -> (stamp, name, labels JSON, value) of every sample,
+    histogram buckets, sums and counts as Prometheus names them;
+    ScrapeFailed when the text is not Prometheus text or holds no sample."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     try:  # the parser is lazy: read every family before storing any sample
         samples = [(stamp, s.name, json.dumps(s.labels, sort_keys=True, separators=(",", ":")), float(s.value))
-                   for family in text_string_to_metric_families(reply.text) for s in family.samples]
+                   for family in text_string_to_metric_families(text) for s in family.samples]
     except (ValueError, TypeError, IndexError) as e:
         raise ScrapeFailed(f"not Prometheus text ({str(e)[:60]})") from None
     if not samples:
