@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.formatting import rounded
-from analysis.frames import Frames
+from analysis.frames import Frames, start_end
 from analysis.loader import connect_readonly
 from analysis.metrics import metric_samples
 from analysis.server_families import COMMON, FAMILIES, SHARES
@@ -26,6 +26,10 @@ from analysis.stats import nearest_rank
 SERVER_KEY = "Server Metrics"  # the summary's key for this module's figures
 LATENCY_KEY = "Server vs Client Latency"
 QUANTILES = ("50%", "90%", "99%")
+LATENCY_NOTE = ("Server vs client latency: the server's quantiles from its own histograms over the run (bucket "
+                "counts at the last scrape minus the first, interpolated within a bucket as Prometheus' "
+                "histogram_quantile does, so good to the bucket's width) beside the client's (nearest rank); "
+                "the difference is time outside the server's clock: network, queueing in front of it, the client.")
 
 
 def read_samples(db_path: str) -> pd.DataFrame:
@@ -180,13 +184,15 @@ def _bucket_text(bounds: np.ndarray, value: float, scale: float) -> str:
 
 def server_summary(frames: Frames, samples: pd.DataFrame | None = None) -> dict[str, Any] | None:
     """The summary's server figures: mean and max of each common metric over
-    the run, the run's prefix-hit and spec-decode acceptance rates, and the
+    the scrapes during the load (a rate or ratio: over the intervals ending
+    in it), the run's prefix-hit and spec-decode acceptance rates, and the
     server-vs-client latency rows; None without server metrics."""
     samples = read_samples(frames.path) if samples is None else samples
     if samples.empty:
         return None
     family = family_of(samples)
     series, overall = timeline(samples, family)
+    series = _during_load(series, frames)
     out: dict[str, Any] = {"Server": family or "unknown", "Scrapes": int(samples["time"].nunique()),
                            "Metric Names": int(samples["name"].nunique())}
     for key, label, unit in COMMON:
@@ -200,6 +206,17 @@ def server_summary(frames: Frames, samples: pd.DataFrame | None = None) -> dict[
         if key in ("prefix_hit_rate", "spec_accept_rate"):
             out[f"{label} over the run{suffix}"] = rounded(overall[key] * factor)
     return {SERVER_KEY: out, LATENCY_KEY: latency_rows(samples, family, frames)}
+
+
+def _during_load(series: pd.DataFrame, frames: Frames) -> pd.DataFrame:
+    """The scrapes between the first measured send and the last end: the
+    idle scrapes just before and after the load would pull every mean down."""
+    measured = frames.requests.loc[frames.measured_mask()]
+    start, end = start_end(measured)
+    if series.empty or not np.isfinite(start).any() or not np.isfinite(end).any():
+        return series
+    inside = series.loc[(series.index >= np.nanmin(start)) & (series.index <= np.nanmax(end))]
+    return inside if len(inside) else series
 
 
 def sweep_columns(server: dict[str, Any] | None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from analysis.formatting import cell, rate_text
 from analysis.metrics import TPOT_DEFINITIONS
 from analysis.nodes import NODE_COLUMNS, NODES_KEY
 from analysis.result import RunResult
+from analysis.server_metrics import LATENCY_KEY, LATENCY_NOTE, SERVER_KEY
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None) -> str:
@@ -33,7 +34,7 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: s
 def summary_table_rows(summ: Mapping[str, Any]) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = []
     for key, value in summ.items():
-        if key in ("Errors", "Warnings", "Definitions", NODES_KEY):
+        if key in ("Errors", "Warnings", "Definitions", NODES_KEY, SERVER_KEY, LATENCY_KEY):
             continue
         if key == "Request Rate (req/s)":
             value = rate_text(value)
@@ -62,6 +63,13 @@ def console_report(result: RunResult) -> str:
     if summ.get(NODES_KEY):  # --backend ray: which node sent what, and how fast it saw the server
         parts.append("Load generator nodes (measured requests; TTFT of the successful ones):")
         parts.append(format_table(list(NODE_COLUMNS), [[n.get(c) for c in NODE_COLUMNS] for n in summ[NODES_KEY]]))
+    if summ.get(SERVER_KEY):  # the server's own /metrics over the run
+        parts.append("Server metrics (scraped from the server during the run):")
+        parts.append(format_table(["Server metric", "Value"], list(summ[SERVER_KEY].items())))
+    if summ.get(LATENCY_KEY):
+        parts.append(LATENCY_NOTE)
+        rows = summ[LATENCY_KEY]
+        parts.append(format_table(list(rows[0]), [list(r.values()) for r in rows]))
     for warning in summ.get("Warnings") or []:
         parts.append(f"WARNING: {warning}")
     return "\n".join(parts)
