@@ -25,6 +25,7 @@ import requests
 from engine.arguments import Arguments, redact_url
 
 MAX_TIMEOUT_S = 5.0
+FIRST_WAIT_S = 0.5  # the run's start waits this long at most for the first scrape
 Sample = tuple  # (time, name, labels JSON, value): a row of the server_metrics table
 
 
@@ -132,10 +133,15 @@ class Scraper:
         self.good = self.failed = 0
         self._warned = False
         self._stop = threading.Event()
+        self._first = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="servegauge-metrics", daemon=True)
 
     def start(self) -> None:
+        """Start scraping; return once the first scrape is done (the state
+        before the first request), or after FIRST_WAIT_S at most: a /metrics
+        that hangs holds the start that long, never the load."""
         self._thread.start()
+        self._first.wait(FIRST_WAIT_S)
 
     def stop(self) -> None:
         """Ask for the last scrape and wait for it, at most one timeout: a hanging
@@ -150,6 +156,7 @@ class Scraper:
         i = 0
         while not self._stop.is_set():
             self._once()
+            self._first.set()
             # the next slot not yet past: t0 + i * interval
             i = max(i + 1, int((time.monotonic() - t0) / self.interval_s) + 1)
             self._stop.wait(max(0.0, t0 + i * self.interval_s - time.monotonic()))

@@ -49,7 +49,7 @@ def test_a_run_past_the_servers_slots_stores_its_true_queue_and_ttft(tmp_path):
     assert max(v for _, v in running) == 8  # never more than the slots
     assert 6 <= max(v for _, v in waiting) <= 8  # 16 in flight, 8 generating: about 8 wait
     gaps = np.diff([t for t, _ in running])[:-1]  # the last is the scrape just after the last request
-    assert 0.8 <= float(np.median(gaps)) <= 1.3 and gaps.max() < 2.6, gaps
+    assert 0.8 <= float(np.median(gaps)) <= 1.3 and gaps.max() < 3.5, gaps
     # scraped from just before the first request to just after the last, on the result table's clock
     result = rows(db, "SELECT start_time, completed_time, first_chunk_latency FROM result")
     assert running[0][0] <= min(r["start_time"] for r in result)
