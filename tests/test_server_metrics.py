@@ -135,3 +135,52 @@ def test_scraping_stops_with_the_run_and_the_database_is_one_file(tmp_path):
     assert mode == "delete"
     assert {"vllm:num_requests_running", "vllm:time_to_first_token_seconds_bucket",
             "vllm:e2e_request_latency_seconds_count", "vllm:prompt_tokens_total"} <= names
+
+
+def _metrics(base_url):
+    import requests
+
+    from engine.server_metrics import parse
+
+    reply = requests.get(base_url + "/metrics", timeout=5)
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
+    return {(name, labels): value for _, name, labels, value in parse(0.0, reply.text)}
+
+
+def _value(metrics, name, **labels):
+    return sum(v for (n, lab), v in metrics.items() if n == name
+               and all(json.loads(lab).get(k) == want for k, want in labels.items()))
+
+
+def test_the_mocks_metrics_without_slots_count_replies_in_progress():
+    import threading
+    import time
+
+    import requests
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    # ttft 200 ms, 4 tokens 100 ms apart: each reply is in progress 0.5 s
+    with start_mock(["--ttft-ms", "200", "--itl-ms", "100", "--tokens", "4"]) as mock:
+        threads = [threading.Thread(target=lambda: requests.post(mock.chat_url, json=body, timeout=10).content)
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 5
+        seen = []
+        while time.monotonic() < deadline:  # poll until all three are in progress at once
+            m = _metrics(mock.base_url)
+            seen.append((_value(m, "vllm:num_requests_running"), _value(m, "vllm:num_requests_waiting")))
+            if seen[-1][0] == 3:
+                break
+        for t in threads:
+            t.join()
+        after = _metrics(mock.base_url)
+    assert (3.0, 0.0) in seen, seen
+    assert _value(after, "vllm:num_requests_running") == 0
+    assert _value(after, "vllm:generation_tokens_total") == 3 * 4
+    assert _value(after, "vllm:time_to_first_token_seconds_count") == 3
+    # each first token went out 0.2 s after arrival (a little later on a busy machine): le 0.25, not le 0.1
+    assert _value(after, "vllm:time_to_first_token_seconds_bucket", le="0.1") == 0
+    assert _value(after, "vllm:time_to_first_token_seconds_bucket", le="0.25") == 3
+    assert _value(after, "vllm:e2e_request_latency_seconds_bucket", le="0.3") == 0  # 0.5 s (and a bit)
+    assert _value(after, "vllm:e2e_request_latency_seconds_bucket", le="0.8") == 3
