@@ -86,7 +86,7 @@ def _run_section(i: int, res: RunResult) -> str:
         parts.append(html_table(["Server metric", "Value"], list(summ[SERVER_KEY].items())))
     if summ.get(LATENCY_KEY):
         rows = summ[LATENCY_KEY]
-        parts.append(f'<p class="muted">{html.escape(LATENCY_NOTE)}</p>')
+        parts.append(f'<h3>Server vs client latency</h3><p class="muted">{html.escape(LATENCY_NOTE)}</p>')
         parts.append(html_table(list(rows[0]), [list(r.values()) for r in rows]))
     if summ.get(NODES_KEY):
         parts.append("<h3>Load generator nodes</h3>")

@@ -29,7 +29,8 @@ QUANTILES = ("50%", "90%", "99%")
 LATENCY_NOTE = ("Server vs client latency: the server's quantiles from its own histograms over the run (bucket "
                 "counts at the last scrape minus the first, interpolated within a bucket as Prometheus' "
                 "histogram_quantile does, so good to the bucket's width) beside the client's (nearest rank); "
-                "the difference is time outside the server's clock: network, queueing in front of it, the client.")
+                "the difference is time outside the server's clock: network, queueing in front of it, the client. "
+                "The server's counts include any warm-up requests.")
 
 
 def read_samples(db_path: str) -> pd.DataFrame:
@@ -134,7 +135,8 @@ def histogram_quantile(q: float, bounds: np.ndarray, cumulative: np.ndarray) -> 
 
 def bucket_deltas(samples: pd.DataFrame, base: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The histogram `base` over the run: each bucket's count at the last scrape
-    minus the first, summed over its series; None when it is not there."""
+    minus the first, summed over its series; None when it is not there, or
+    went down (a restart)."""
     rows = samples.loc[samples["name"] == base + "_bucket"]
     if rows.empty or rows["time"].nunique() < 2:
         return None
@@ -144,6 +146,8 @@ def bucket_deltas(samples: pd.DataFrame, base: str) -> tuple[np.ndarray, np.ndar
     at_first = rows.loc[rows["time"] == first].groupby("le")["value"].sum()
     at_last = rows.loc[rows["time"] == last].groupby("le")["value"].sum()
     delta = (at_last - at_first.reindex(at_last.index).fillna(0.0)).sort_index()
+    if (delta < 0).any():  # the server restarted during the run: its counts began again
+        return None
     return delta.index.to_numpy(dtype=float), delta.to_numpy(dtype=float)
 
 

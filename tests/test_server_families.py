@@ -97,3 +97,14 @@ def test_a_database_without_the_table_has_no_server_metrics(tmp_path):
     samples = read_samples(db)
     assert samples.empty and family_of(samples) is None and timeline(samples)[0].empty
     assert math.isnan(histogram_quantile(0.5, np.array([1.0]), np.array([1.0])))
+
+
+def test_a_histogram_that_went_down_is_a_restart_not_a_quantile(tmp_path):
+    db = str(tmp_path / "benchmark_data.db")
+    store = ResultStore(db)
+    for i, n in enumerate((50, 3)):  # the server restarted between the scrapes
+        store.add_metrics(parse(T0 + i, "# TYPE x_seconds histogram\n"
+                                        f'x_seconds_bucket{{le="0.1"}} {n}\nx_seconds_bucket{{le="+Inf"}} {n}\n'
+                                        f"x_seconds_sum 1.0\nx_seconds_count {n}\n"))
+    store.close()
+    assert bucket_deltas(read_samples(db), "x_seconds") is None
