@@ -17,6 +17,7 @@ from analysis.metrics import TPOT_DEFINITIONS
 from analysis.nodes import NODE_COLUMNS, NODES_KEY
 from analysis.redaction import redact
 from analysis.result import RunResult
+from analysis.server_metrics import LATENCY_KEY, LATENCY_NOTE, SERVER_KEY
 from analysis.tables import summary_table_rows
 
 _CSS = """
@@ -129,6 +130,13 @@ def _run_section(i: int, res: RunResult) -> str:
                                + TPOT_DEFINITIONS["Avg TPOT incl. TTFT (ms)"] + ".") + "</p>")
     pct = res.percentiles
     parts.append(html_table(list(pct.columns), pct.itertuples(index=False, name=None)))
+    if summ.get(SERVER_KEY):  # the server's own /metrics over the run
+        parts.append("<h3>Server metrics</h3>")
+        parts.append(html_table(["Server metric", "Value"], list(summ[SERVER_KEY].items())))
+    if summ.get(LATENCY_KEY):
+        rows = summ[LATENCY_KEY]
+        parts.append(f'<h3>Server vs client latency</h3><p class="muted">{html.escape(LATENCY_NOTE)}</p>')
+        parts.append(html_table(list(rows[0]), [list(r.values()) for r in rows]))
     if summ.get(NODES_KEY):
         parts.append("<h3>Load generator nodes</h3>")
         parts.append(html_table(list(NODE_COLUMNS), [[n.get(c) for c in NODE_COLUMNS] for n in summ[NODES_KEY]]))

@@ -377,12 +377,15 @@ def run_figures(frames: Frames) -> dict[str, Figure]:
         figs["ttft_distribution"] = single(plot_ttft_distribution, frames)
         figs["tpot_distribution"] = single(plot_tpot_distribution, frames)
         figs["itl_distribution"] = single(plot_itl_distribution, frames)
-    fig = Figure(figsize=(10, 8), layout="constrained")
+    from analysis.server_plots import server_panels  # the server's own metrics, when the run has them
+
+    server = server_panels(frames)
+    fig = Figure(figsize=(10, 8 + 2.2 * len(server)), layout="constrained")
     # the errors panel is the least busy: less height than the two above
-    axes = fig.subplots(3, 1, sharex=True, height_ratios=[3, 3, 2])
-    for ax, draw in zip(axes, (plot_in_flight, plot_output_rate, plot_error_rate)):
+    axes = fig.subplots(3 + len(server), 1, sharex=True, height_ratios=[3, 3] + [2] * len(server) + [2])
+    for ax, draw in zip(axes, (plot_in_flight, plot_output_rate, *server, plot_error_rate)):
         safely(draw, ax, frames)
-    for ax in axes[:2]:
+    for ax in axes[:-1]:
         ax.set_xlabel("")
         ax.tick_params(labelbottom=True)
     fig.suptitle(f"Timeline of run {frames.name}", fontsize=13).set_gid(TITLE_GID)

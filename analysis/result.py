@@ -11,6 +11,7 @@ import pandas as pd
 from analysis.frames import Frames
 from analysis.loader import load
 from analysis.metrics import percentiles, summary, summary_row
+from analysis.server_metrics import server_summary, sweep_columns
 from analysis.slo import check_slo
 
 
@@ -70,6 +71,9 @@ def _analyse(db_path: str, slo: Mapping[str, float] | None, plots: bool) -> RunR
     # The report needs no request bodies: skip decoding them (the fast path).
     frames = load(db_path, decode_messages=False, decode_requests=False, lists=False)
     summ = summary(frames, slo)
+    server = server_summary(frames)  # the server's /metrics, when the run scraped them
+    if server:
+        summ.update(server)
     pct = percentiles(frames)
     pngs: dict[str, bytes] = {}
     if plots:
@@ -78,7 +82,7 @@ def _analyse(db_path: str, slo: Mapping[str, float] | None, plots: bool) -> RunR
 
         pngs = render_pngs(run_figures(frames))
     return RunResult(name=frames.name, db_path=frames.path, summary=summ, percentiles=pct,
-                     row=summary_row(frames, summ, pct), run=frames.run, pngs=pngs, problems=frames.problems,
+                     row={**summary_row(frames, summ, pct), **sweep_columns(server)}, run=frames.run, pngs=pngs, problems=frames.problems,
                      streamed=streamed(frames))
 
 

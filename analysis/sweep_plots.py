@@ -208,8 +208,11 @@ def plot_tpot_vs_throughput(ax: Axes, sweep: pd.DataFrame) -> None:
 
 def sweep_figures(sweep: pd.DataFrame) -> dict[str, Figure]:
     """A sweep's figures (one row of `sweep` per run), by file stem."""
+    from analysis.server_plots import server_sweep_figures  # imports this module
+
     return {
         "sweep_throughput": single(plot_throughput_vs_load, sweep),
         "sweep_ttft_vs_throughput": single(plot_ttft_vs_throughput, sweep),
         "sweep_tpot_vs_throughput": single(plot_tpot_vs_throughput, sweep),
+        **server_sweep_figures(sweep),
     }

@@ -19,6 +19,7 @@ NOT_STREAMED = " (= latency, not streamed)"
 PERCENTILE_RANK = {"50%": 0, "99%": 1, "90%": 2, "max": 3, "min": 4, "95%": 5, "75%": 6, "25%": 7,
                    "99.9%": 8, "10%": 9, "5%": 10, "1%": 11}
 NODE_RANK = {"Avg TTFT (ms)": 3, "P50 TTFT (ms)": 2, "P90 TTFT (ms)": 4, "P99 TTFT (ms)": 1}
+from analysis.server_metrics import LATENCY_KEY, LATENCY_NOTE, SERVER_KEY
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None) -> str:
@@ -59,7 +60,7 @@ def concurrency_text(summ: Mapping[str, Any]) -> Any:
 def summary_table_rows(summ: Mapping[str, Any], streamed: bool = True) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = []
     for key, value in summ.items():
-        if key in ("Errors", "Warnings", "Definitions", NODES_KEY):
+        if key in ("Errors", "Warnings", "Definitions", NODES_KEY, SERVER_KEY, LATENCY_KEY):
             continue
         if key == "Concurrency":
             value = concurrency_text(summ)
@@ -148,6 +149,13 @@ def console_report(result: RunResult, width: int | None = None) -> str:
         if dropped:
             parts.append(wrap(f"(fitted to {width} columns: {', '.join(dropped)} left out; "
                               "benchmark_summary.json has them)", width))
+    if summ.get(SERVER_KEY):  # the server's own /metrics over the run
+        parts.append(wrap("Server metrics (scraped from the server during the run):", width))
+        parts.append(format_table(["Server metric", "Value"], list(summ[SERVER_KEY].items())))
+    if summ.get(LATENCY_KEY):
+        parts.append(wrap(LATENCY_NOTE, width))
+        rows = summ[LATENCY_KEY]
+        parts.append(format_table(list(rows[0]), [list(r.values()) for r in rows]))
     for warning in summ.get("Warnings") or []:
         parts.append(wrap(f"WARNING: {warning}", width, indent="  "))
     return "\n".join(parts)

@@ -31,6 +31,11 @@ class Arguments:
     cert: str | None = None  # client certificate (PEM) for mutual TLS
     key: str | None = None  # its private key, when not inside --cert
     retries: int = 0  # extra attempts after a transport failure, 429 or 5xx
+    # the server's Prometheus metrics (engine.server_metrics): None = the --url's
+    # origin + /metrics, when it answers Prometheus text
+    server_metrics: str | None = None
+    no_server_metrics: bool = False
+    metrics_interval: float = 1.0  # seconds between scrapes
     # load
     parallel: int = 1
     number: int | None = None
@@ -101,6 +106,7 @@ class Arguments:
         data["api_key"] = REDACTED if self.api_key else None
         data["url"] = redact_url(self.url)
         data["proxy"] = redact_url(self.proxy) if self.proxy else None
+        data["server_metrics"] = redact_url(self.server_metrics) if self.server_metrics else None
         data["headers"] = {
             k: (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in self.headers.items()
         }

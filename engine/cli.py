@@ -121,6 +121,7 @@ def _sweep(runs, extra) -> int:
 
         check_inputs(runs[0])  # the user's own mistakes first: they need no server
         runs = preflight.check(runs)
+    runs = _server_metrics(runs)
     first = runs[0]
     label = (first.name or first.model or "run").replace("/", "_").replace(os.sep, "_")
     stamp = "" if first.no_timestamp else time.strftime("%Y%m%d_%H%M%S")
@@ -250,6 +251,15 @@ def _tune(base, extra, out_dir: str) -> int:
         print(f"servegauge: report: {html}", file=sys.stderr)
     print(f"servegauge: results in {out_dir}", file=sys.stderr)
     return 0
+
+
+def _server_metrics(runs):
+    """Where the sweep's server metrics come from, decided (and said) once."""
+    from engine import server_metrics
+
+    first = server_metrics.resolve(runs[0])
+    return [r.replace(server_metrics=first.server_metrics, no_server_metrics=first.no_server_metrics)
+            for r in runs]
 
 
 def _nothing_succeeded(db_path: str) -> str | None:

@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-test-connection", dest="test_connection", action="store_false",
                    help="skip the check before the first run (one short request, and GET /v1/models) "
                         "that turns a wrong URL, key or model into one line and exit 2")
+    t.add_argument("--server-metrics", metavar="URL",
+                   help="the server's Prometheus metrics, scraped during every run and stored in the database "
+                        "(default: the --url's origin + /metrics, when it answers Prometheus text)")
+    t.add_argument("--no-server-metrics", action="store_true", help="do not scrape the server's metrics")
+    t.add_argument("--metrics-interval", type=POS_FLOAT, default=1.0, metavar="S",
+                   help="seconds between scrapes of the server's metrics (default 1)")
     t.add_argument("--plugin-module", action="append", default=[], metavar="NAME_OR_FILE.py",
                    help="import a module whose @register_api/@register_dataset classes become available (repeatable)")
     l = p.add_argument_group("load")
@@ -207,6 +213,13 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
             raise UsageError(f"--url '{redact_url(ns.url)}' is not an http(s) URL, e.g. http://127.0.0.1:8000/v1/chat/completions")
         check_api_path(ns.api, ns.url)
     _check_tls_files(ns)
+    if ns.server_metrics:
+        parts = urlsplit(ns.server_metrics)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"--server-metrics '{redact_url(ns.server_metrics)}' is not an http(s) URL, "
+                             "e.g. http://127.0.0.1:8000/metrics")
+        if ns.no_server_metrics:
+            raise UsageError("--server-metrics and --no-server-metrics contradict each other: give one")
     if ns.proxy:
         parts = urlsplit(ns.proxy)
         if parts.scheme not in ("http", "https", "socks5", "socks5h", "socks4", "socks4a") or not parts.hostname:
@@ -250,7 +263,8 @@ def parse_run_args(argv: list[str]) -> tuple[list[Arguments], Extra] | None:
         url=ns.url or "", api=ns.api, model=ns.model, api_key=api_key or None, headers=headers,
         connect_timeout=ns.connect_timeout, read_timeout=ns.read_timeout, insecure=ns.insecure,
         proxy=ns.proxy, ca_bundle=ns.ca_bundle, cert=ns.cert, key=ns.key,
-        retries=ns.retries,
+        retries=ns.retries, server_metrics=ns.server_metrics, no_server_metrics=ns.no_server_metrics,
+        metrics_interval=ns.metrics_interval,
         burstiness=ns.burstiness, workers=ns.workers, backend=ns.backend, ray_address=ns.ray_address,
         ray_workers=ns.ray_workers, warmup_num=ns.warmup_num, open_loop=ns.open_loop, ramp_up=ns.ramp_up,
         dataset_args=dataset_args, duration=ns.duration,

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
-from engine import installed_version, interrupts, replay, transport
+from engine import installed_version, interrupts, replay, server_metrics, transport
 from engine.arguments import Arguments
 from engine.conversations import Conversations, has_conversations
 from engine.errors import DatasetError, PluginFailed, Terminated, UsageError
@@ -169,6 +169,8 @@ def run_one(args: Arguments, label: str = "", show_progress: bool = True,
     db_path = os.path.join(folder, DB_NAME)
     if os.path.exists(db_path):
         raise UsageError(f"'{db_path}' already exists and is never overwritten: pass another --name or remove it")
+    if args.server_metrics is None and not args.no_server_metrics:  # not decided by the command line
+        args = server_metrics.resolve(args)
     headers = args.request_headers()
     headers.update(api.request_headers(args))
     target = transport.with_environment(Target(
@@ -206,6 +208,10 @@ def _run(args: Arguments, api, tokenizer, jobs, folder: str, db_path: str, label
     terminated = False
     cut = "cancelled: the run was interrupted"  # the reason of a request still in flight at the end
     feeder = threading.Thread(target=run.feed, args=(pool, jobs), name="servegauge-feeder", daemon=True)
+    scraper = None
+    if args.server_metrics and not args.no_server_metrics:  # from just before the first request
+        scraper = server_metrics.Scraper(args, args.server_metrics, store.add_metrics, progress.note)
+        scraper.start()
     try:
         feeder.start()
         outcome = _collect(run, pool, stats)
@@ -241,6 +247,8 @@ def _run(args: Arguments, api, tokenizer, jobs, folder: str, db_path: str, label
             run.take(message, stats)
         run.fail(lost, cut)
         run.forget_unsent()
+        if scraper is not None:  # to just after the last
+            scraper.stop()
         progress.close()
         store.finish_run(status, [_stats_dict(s) for s in stats])
         store.close()

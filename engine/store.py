@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import sqlite3
+import threading
 import time
 from typing import Any, Iterable
 
@@ -76,6 +77,16 @@ RUN_COLUMNS = (
     ("version", "TEXT"),
 )
 
+# Every sample of every good scrape of the server's Prometheus /metrics
+# (engine.server_metrics): histogram buckets, sums and counts under the names
+# Prometheus gives them (`..._bucket` with an `le` label, `_sum`, `_count`).
+SERVER_METRICS_COLUMNS = (
+    ("time", "REAL"),  # epoch seconds, the clock of result.start_time: mid-way through the scrape
+    ("name", "TEXT"),
+    ("labels", "TEXT"),  # JSON object, keys sorted
+    ("value", "REAL"),
+)
+
 COMMIT_INTERVAL_S = 0.5
 RAMP_UP = 2  # is_warmup of a request sent during --ramp-up: not measured, as warm-up is not
 
@@ -101,6 +112,7 @@ class ResultStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_create_sql("result", RESULT_COLUMNS))
         self._conn.execute(_create_sql("run", RUN_COLUMNS))
+        self._conn.execute(_create_sql("server_metrics", SERVER_METRICS_COLUMNS))
         self._conn.commit()
         names = [n for n, _ in RESULT_COLUMNS]
         self._insert = f"INSERT INTO result ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
@@ -108,6 +120,11 @@ class ResultStore:
         self._pending: list[tuple] = []
         self._last_commit = time.monotonic()
         self.rows = 0
+        # Server metrics come from the scraper thread; only this list is shared
+        # (under the lock): the connection is used by the writer's thread alone.
+        self._metrics_lock = threading.Lock()
+        self._metrics_pending: list[tuple] = []
+        self._closed = False
 
     def start_run(self, name: str, args: dict, backend: str, version: str) -> None:
         self._conn.execute(
@@ -122,10 +139,22 @@ class ResultStore:
         if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
             self.flush()
 
+    def add_metrics(self, samples: list[tuple[float, str, str, float]]) -> None:
+        """(time, name, labels JSON, value) of one scrape; any thread may call
+        it.  They are written with the next flush; after close they are dropped."""
+        with self._metrics_lock:
+            if not self._closed:
+                self._metrics_pending.extend(samples)
+
     def flush(self) -> None:
         if self._pending:
             self._conn.executemany(self._insert, self._pending)
             self._pending.clear()
+        with self._metrics_lock:
+            metrics, self._metrics_pending = self._metrics_pending, []
+        if metrics:
+            self._conn.executemany("INSERT INTO server_metrics (time, name, labels, value) VALUES (?, ?, ?, ?)",
+                                   metrics)
         self._conn.commit()
         self._last_commit = time.monotonic()
 
@@ -139,6 +168,8 @@ class ResultStore:
 
     def close(self) -> None:
         self.flush()
+        with self._metrics_lock:
+            self._closed = True
         # Leave WAL mode once the run is over: the database is then one
         # self-contained file that can be copied alone to another machine,
         # and readers opening it read-only leave no -wal/-shm files behind.

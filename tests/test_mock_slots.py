@@ -71,3 +71,14 @@ def test_mock_without_slots_has_no_queue(mock):
     assert "waiting" not in requests.get(mock.base_url + "/stats", timeout=5).json()
     (rec,) = [t for t in mock.truth() if t["request_id"] == rid]
     assert rec["queue_s"] is None
+
+
+def test_replies_long_over_are_forgotten_without_a_reader():
+    # a mock nobody scrapes must not keep one span per request for good
+    from engine.mock.slots import Unbounded
+
+    for q in (SlotQueue(2), Unbounded()):
+        for i in range(1000):
+            q.admit(float(i), 0.5)
+        assert len(q._spans) <= 3  # noqa: SLF001 -- the memory this test is about
+        assert q.counts(999.2) == (1, 0)

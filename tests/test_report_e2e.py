@@ -70,6 +70,14 @@ def test_a_lone_copy_of_a_real_runs_database_rebuilds_the_same_reports(sweep, tm
         assert "<script" not in page and page.count("<img ") == len(plots)
         assert re.search(r"<h2>Run parallel_4_number_24</h2>", page)
 
+    # the server's /metrics, scraped during the run, are in the copy and rebuild the same server figures
+    scrapes = rows(db, "SELECT COUNT(DISTINCT time) AS n FROM server_metrics")[0]["n"]
+    server = json.loads((lone / "benchmark_summary.json").read_text())["Server Metrics"]
+    assert server["Server"] == "vllm" and server["Scrapes"] == scrapes >= 2
+    assert server["Max Running requests"] <= 4  # the run's --parallel
+    page = (lone / "report.html").read_text(encoding="utf-8")
+    assert "<h3>Server metrics</h3>" in page and "Server vs client latency" in page
+
     # and the figures are the database's, computed here without the analysis package
     measured = rows(db, "SELECT success, first_chunk_latency FROM result WHERE is_warmup = 0")
     summary = json.loads((lone / "benchmark_summary.json").read_text())
@@ -130,7 +138,8 @@ def test_the_html_report_renders_in_headless_chromium(sweep, tmp_path):
     assert broken["alt"].startswith("probe") and not broken["ok"]  # the probe does see a broken image
     on_disk = sorted(os.path.join(d, f) for d, _, files in os.walk(sweep["root"]) for f in files
                      if f.endswith(".png"))
-    assert len(images) == len(on_disk) == 3 + 2 * 6, [i["alt"] for i in images]
+    # the sweep's 3 + its server figure, 6 per run
+    assert len(images) == len(on_disk) == 4 + 2 * 6, [i["alt"] for i in images]
     assert all(i["ok"] for i in images), [i["alt"] for i in images if not i["ok"]]
     assert sorted((i["w"], i["h"]) for i in images) == sorted(_png_size(p) for p in on_disk)
 

@@ -12,6 +12,7 @@ import sys
 
 from .config import REASONING_FIELDS, MockConfig
 from .faults import FAULTS
+from .metrics import MODES as METRIC_MODES
 from .server import MockServer, serve
 
 
@@ -98,6 +99,9 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p.add_argument("--slots", type=_pos_int, default=None, metavar="N",
                    help="capacity: at most N generation replies at once, the rest wait in arrival "
                         "order, so TTFT grows once the load passes N (default: unlimited)")
+    p.add_argument("--metrics", choices=METRIC_MODES, default="ok",
+                   help="GET /metrics: ok = Prometheus text in vLLM's names (default); off (404), hang, 500, "
+                        "garbage, flaky (every other scrape 500) to test a client's scraper")
     p.add_argument("--truth-file", default=None,
                    help="write the ground truth (GET /truth's JSON) here on exit")
     p.add_argument("--no-truth", action="store_true", help="do not record ground truth")
@@ -139,7 +143,8 @@ def config_from_args(ns: argparse.Namespace) -> MockConfig:
                       truth_file=ns.truth_file, faults=tuple(ns.fault), fault_seed=ns.fault_seed,
                       stall_s=ns.stall_s, retry_after_s=ns.retry_after_s,
                       huge_body_bytes=int(ns.huge_body_mb * 2**20), tls_cert=ns.tls_cert, tls_key=ns.tls_key,
-                      tls_client_ca=ns.tls_client_ca, slots=ns.slots)
+                      tls_client_ca=ns.tls_client_ca, slots=ns.slots,
+                      metrics=ns.metrics)
 
 
 def _announce(server: MockServer) -> None:

@@ -65,6 +65,9 @@ class MockConfig:
     # Capacity: at most this many generation replies at once, the rest wait in
     # arrival order (engine.mock.slots).  None: unlimited (every reply at once).
     slots: int | None = None
+    # GET /metrics: "ok" (vLLM's names, engine.mock.metrics), or a misbehaviour
+    # for tests: off, hang, 500, garbage, flaky.
+    metrics: str = "ok"
 
     def __post_init__(self) -> None:
         # Validated here too (not only in argparse) so that library users of
@@ -83,6 +86,10 @@ class MockConfig:
             raise ValueError("tokens_min must be between 1 and tokens")
         if self.slots is not None and self.slots < 1:
             raise ValueError("slots must be >= 1")
+        from .metrics import MODES
+
+        if self.metrics not in MODES:
+            raise ValueError(f"metrics must be one of {', '.join(MODES)}")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be in 0..65535")
         from .faults import FAULTS

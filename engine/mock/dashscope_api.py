@@ -91,7 +91,7 @@ def _generation(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> Respo
                                              "output_tokens": n_tokens,
                                              "total_tokens": prompt_tokens + n_tokens},
                  "request_id": rid}
-        return json_plan(200, reply, due[-1])
+        return json_plan(200, reply, due[-1], notes={"tokens": (prompt_tokens, n_tokens)})
 
     incremental = params.get("incremental_output") is True
     rid_json = json.dumps(rid).encode()
@@ -110,4 +110,5 @@ def _generation(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> Respo
             % (prompt_tokens + end, end, prompt_tokens, rid_json))
     return ResponsePlan(200, SSE_CONTENT_TYPE, events, due,
                         chunked=True, content_start=0, content_count=len(sizes),
-                        extra_headers=(("x-dashscope-request-id", rid),))
+                        extra_headers=(("x-dashscope-request-id", rid),),
+                        notes={"tokens": (prompt_tokens, n_tokens)})  # for /metrics' counters

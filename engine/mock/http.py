@@ -81,6 +81,7 @@ class HttpConnection(asyncio.Protocol):
         self._rec: TruthRecord | None = None
         self._head_bytes = b""
         self._i = 0
+        self._first_s: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._rx: rxstamp.StampingSocket | None = None
 
@@ -203,7 +204,7 @@ class HttpConnection(asyncio.Protocol):
         req = Request(method, path, query, version, headers, body, rid, arrival, arrival_loop,
                       keep_alive)
         rec = None
-        if server.truth.enabled and path not in ("/truth", "/stats"):
+        if server.truth.enabled and path not in ("/truth", "/stats", "/metrics"):
             rec = TruthRecord(rid, self.conn_id, self.n_requests, method, path, arrival, read_at)
             server.truth.add(rec)
         try:
@@ -237,6 +238,7 @@ class HttpConnection(asyncio.Protocol):
                b"keep-alive" if keep_alive else b"close", req.request_id.encode("latin-1"), extra))
         self._busy = True
         self._plan, self._req, self._rec, self._i = plan, req, rec, 0
+        self._first_s: float | None = None  # arrival -> first content event written (loop clock)
         if plan.chunked and (not plan.events or plan.due_s[0] > 0):
             # Streams answer with their headers at once, as real servers do;
             # the first event follows when it is due.
@@ -276,6 +278,8 @@ class HttpConnection(asyncio.Protocol):
             if self._paused:  # write() may pause us synchronously
                 break
         self._i = i
+        if self._first_s is None and i > plan.content_start:  # the first content event just went out
+            self._first_s = self.loop.time() - t0
         self.server.stats.events_written += i - start
         if i >= n:
             self._finish()
@@ -298,6 +302,10 @@ class HttpConnection(asyncio.Protocol):
         if rec is not None:
             rec.end = rec.event_times[-1] if rec.event_times else time.time()
         self.server.stats.responses_completed += 1
+        tokens = plan.notes.get("tokens")
+        if tokens is not None and plan.status == 200:  # a generation reply written whole: /metrics counts it
+            self.server.metrics.on_reply(tokens[0], tokens[1], self._first_s,
+                                         self.loop.time() - req.arrival_loop)
         if plan.close_unannounced and req.keep_alive:
             self.server.stats.closed_after_reply += 1
             self.transport.close()  # type: ignore[union-attr]

@@ -89,7 +89,8 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
                  b'"finish_reason":"%s","stop_reason":null}],"usage":%s}'
                  % (rid_json, obj.encode(), created, model_json, choice, finish.encode(), usage_json))
         # The whole answer is ready when the last chunk would have been sent.
-        return ResponsePlan(200, JSON_CONTENT_TYPE, [reply], [due[-1]], content_count=1)
+        return ResponsePlan(200, JSON_CONTENT_TYPE, [reply], [due[-1]], content_count=1,
+                            notes={"tokens": (prompt_tokens, r_tokens + n_tokens)})
 
     opts = body.get("stream_options")
     include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
@@ -131,7 +132,8 @@ def completion(req: Request, cfg: MockConfig, rec: TruthRecord | None, chat: boo
     due.append(end_s)
     return ResponsePlan(200, SSE_CONTENT_TYPE, events, due, chunked=True,
                         content_start=content_start, content_count=nr + nc,
-                        answer_start=content_start + nr if nr else None)
+                        answer_start=content_start + nr if nr else None,
+                        notes={"tokens": (prompt_tokens, r_tokens + n_tokens)})  # for /metrics' counters
 
 
 def _usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> bytes:

@@ -11,7 +11,8 @@ from . import dashscope_api, openai_api, responses_api, retrieval_api
 from .config import MockConfig
 from .faults import GENERATION_PATHS, FaultPolicy, policy_for
 from .http import HttpConnection, Request
-from .slots import SlotQueue
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, GARBAGE, HANG_S, MockMetrics
+from .slots import SlotQueue, Unbounded
 from .plan import BadRequest, ModelNotFound, ResponsePlan, json_plan, openai_error
 from .truth import ServerStats, TruthLog, TruthRecord
 
@@ -63,6 +64,25 @@ def _stats(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
     return json_plan(200, stats)
 
 
+def _metrics(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
+    """Prometheus text in vLLM's names, or the misbehaviour --metrics asks for."""
+    m = s.metrics
+    m.scrapes += 1
+    mode = m.mode
+    if mode == "flaky":
+        mode = "500" if m.scrapes % 2 == 0 else "ok"
+    if mode == "off":
+        return openai_error(404, f"no route for {r.method} {r.path}")
+    if mode == "500":
+        return openai_error(500, "mock: --metrics 500", "InternalServerError")
+    if mode == "hang":
+        return ResponsePlan(200, METRICS_CONTENT_TYPE, [b""], [HANG_S])
+    if mode == "garbage":
+        return ResponsePlan(200, METRICS_CONTENT_TYPE, [GARBAGE], [0.0])
+    running, waiting = s.activity.counts(s.loop.time())
+    return ResponsePlan(200, METRICS_CONTENT_TYPE, [m.exposition(running, waiting)], [0.0])
+
+
 ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": _chat},
     "/v1/completions": {"POST": _completions},
@@ -74,6 +94,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/health": {"GET": _health},
     "/truth": {"GET": _truth},
     "/stats": {"GET": _stats},
+    "/metrics": {"GET": _metrics},
 }
 
 
@@ -106,6 +127,9 @@ class MockServer:
         self.port = config.port
         self.scheme = "http"
         self.slots = SlotQueue(config.slots) if config.slots else None
+        # running/waiting for /metrics: the slot queue, or every reply at once without one
+        self.activity: SlotQueue = self.slots or Unbounded()
+        self.metrics = MockMetrics(config.listed_model, config.metrics)
 
     async def start(self) -> None:
         tls = None
@@ -152,8 +176,11 @@ class MockServer:
         plan = self.faults.shape(req, plan)
         # The routes a model serves take a slot under --slots; the others
         # (models, health, truth, stats) answer at once, as a real server's do.
-        if self.slots is not None and plan.status == 200 and req.path in GENERATION_PATHS:
-            self._queue(req, plan)
+        if plan.status == 200 and req.path in GENERATION_PATHS:
+            if self.slots is not None:
+                self._queue(req, plan)
+            else:
+                self.activity.admit(req.arrival_loop, plan.due_s[-1] if plan.due_s else 0.0)
         return plan
 
     def _queue(self, req: Request, plan: ResponsePlan) -> None:

@@ -35,8 +35,16 @@ class SlotQueue:
         start = max(arrival, free_at)
         end = start + max(busy_s, 0.0)
         heapq.heappush(self._free_at, end)
-        self._spans.append((arrival, start, end))
+        self._append((arrival, start, end))
         return start - arrival
+
+    def _append(self, span: tuple[float, float, float]) -> None:
+        # Forget spans over before this arrival: without a reader of counts()
+        # (/metrics, /stats) they would pile up, one per request, for good.
+        spans = self._spans
+        while spans and spans[0][2] <= span[0]:
+            spans.popleft()
+        spans.append(span)
 
     def counts(self, now: float) -> tuple[int, int]:
         """(running, waiting) at loop time `now`."""
@@ -54,3 +62,16 @@ class SlotQueue:
             else:
                 waiting += 1
         return running, waiting
+
+
+class Unbounded(SlotQueue):
+    """No capacity limit: every reply runs at once and none waits; kept only
+    so /metrics can say how many replies are in progress."""
+
+    def __init__(self) -> None:
+        self.slots = 0
+        self._spans = deque()
+
+    def admit(self, arrival: float, busy_s: float) -> float:
+        self._append((arrival, arrival, arrival + max(busy_s, 0.0)))
+        return 0.0
