@@ -18,6 +18,9 @@ NOT_STREAMED = " (= latency, not streamed)"
 # 0 is never dropped, then the highest rank goes first.
 PERCENTILE_RANK = {"50%": 0, "99%": 1, "90%": 2, "max": 3, "min": 4, "95%": 5, "75%": 6, "25%": 7,
                    "99.9%": 8, "10%": 9, "5%": 10, "1%": 11}
+# The server-vs-client table drops the difference first (it is Client minus
+# Server, both shown), then the bucket width.
+LATENCY_RANK = {"Client - Server": 2, "Bucket": 1}
 NODE_RANK = {"Avg TTFT (ms)": 3, "P50 TTFT (ms)": 2, "P90 TTFT (ms)": 4, "P99 TTFT (ms)": 1}
 from analysis.server_metrics import LATENCY_KEY, LATENCY_NOTE, SERVER_KEY
 
@@ -155,7 +158,12 @@ def console_report(result: RunResult, width: int | None = None) -> str:
     if summ.get(LATENCY_KEY):
         parts.append(wrap(LATENCY_NOTE, width))
         rows = summ[LATENCY_KEY]
-        parts.append(format_table(list(rows[0]), [list(r.values()) for r in rows]))
+        headers, cells, dropped = keep_columns(list(rows[0]), [list(r.values()) for r in rows],
+                                               [LATENCY_RANK.get(h, 0) for h in rows[0]], width)
+        parts.append(format_table(headers, cells))
+        if dropped:
+            parts.append(wrap(f"(fitted to {width} columns: {', '.join(dropped)} left out; "
+                              "benchmark_summary.json has them)", width))
     for warning in summ.get("Warnings") or []:
         parts.append(wrap(f"WARNING: {warning}", width, indent="  "))
     return "\n".join(parts)
