@@ -112,14 +112,13 @@ def _run(argv: list[str]) -> int:
 
 def _sweep(runs, extra) -> int:
     from engine import resume
-    from engine.runner import Interrupted, run_folder, run_one
+    from engine.runner import Interrupted, check_inputs, run_folder, run_one
     from engine.store import DB_NAME
 
+    check_inputs(runs[0])  # the user's own mistakes first: they need no server
     if extra.test_connection:  # a wrong URL, key or model: one line and exit 2, before anything is made
         from engine import preflight
-        from engine.runner import check_inputs
 
-        check_inputs(runs[0])  # the user's own mistakes first: they need no server
         runs = preflight.check(runs)
     runs = _server_metrics(runs)
     first = runs[0]

@@ -24,7 +24,8 @@ from analysis.sweep_plots import sweep_figures
 
 RUN_PLOTS = ("latency_distribution", "ttft_distribution", "tpot_distribution", "itl_distribution", "timeline",
              "ttft_vs_prompt")
-SWEEP_PLOTS = ("sweep_throughput", "sweep_ttft_vs_throughput", "sweep_tpot_vs_throughput")
+# the mock serves /metrics, so the sweep has the server's figure too
+SWEEP_PLOTS = ("sweep_throughput", "sweep_ttft_vs_throughput", "sweep_tpot_vs_throughput", "sweep_server")
 
 
 @pytest.fixture(scope="module")
