@@ -284,6 +284,7 @@ def _collect(run: RunState, pool: Pool, stats: list[WorkerStats]) -> str:
         if time.monotonic() - last_refresh >= 0.25:
             last_refresh = time.monotonic()
             run.progress.refresh(in_flight=len(pool.in_flight()))
+            run.store.flush_due()
         if interrupts.requested():
             return "interrupted"
         if run.feed_error is not None:

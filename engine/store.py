@@ -136,7 +136,14 @@ class ResultStore:
     def add(self, row: dict) -> None:
         self._pending.append(tuple(row.get(n) for n in self._names))
         self.rows += 1
-        if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
+        self.flush_due()
+
+    def flush_due(self) -> None:
+        """Commit when the last commit is COMMIT_INTERVAL_S old.  Called on
+        every row and by the collector while no row comes, so rows of long
+        requests (and the scraper's samples) are on disk within about that,
+        not only when the next request ends."""
+        if (self._pending or self._metrics_pending) and time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
             self.flush()
 
     def add_metrics(self, samples: list[tuple[float, str, str, float]]) -> None:

@@ -63,22 +63,32 @@ def test_mock_queues_replies_past_its_slots():
         assert 0.06 + r["queue_s"] - 0.002 <= ttft_s <= 0.06 + r["queue_s"] + 0.03, r
 
 
-def test_mock_without_slots_has_no_queue(mock):
-    rid = f"noslot-{uuid.uuid4().hex}"
-    r = requests.post(mock.chat_url, json={"model": "m", "messages": MESSAGES},
-                      headers={"X-Request-Id": rid}, timeout=10)
-    assert r.status_code == 200
-    assert "waiting" not in requests.get(mock.base_url + "/stats", timeout=5).json()
-    (rec,) = [t for t in mock.truth() if t["request_id"] == rid]
-    assert rec["queue_s"] is None
+def test_mock_without_slots_runs_everything_at_once():
+    # 3 replies of 200 ms each, sent together: all three run, none waits.
+    with start_mock(["--ttft-ms", "200", "--itl-ms", "0", "--tokens", "1"]) as m:
+        ids = [f"noslot-{uuid.uuid4().hex}" for _ in range(3)]
+        go = threading.Barrier(len(ids) + 1)
+        seen = []
 
+        def one(rid: str) -> None:
+            go.wait()
+            r = requests.post(m.chat_url, json={"model": "m", "messages": MESSAGES, "stream": True},
+                              headers={"X-Request-Id": rid}, timeout=10)
+            r.content  # noqa: B018 -- read the whole stream
 
-def test_replies_long_over_are_forgotten_without_a_reader():
-    # a mock nobody scrapes must not keep one span per request for good
-    from engine.mock.slots import Unbounded
-
-    for q in (SlotQueue(2), Unbounded()):
-        for i in range(1000):
-            q.admit(float(i), 0.5)
-        assert len(q._spans) <= 3  # noqa: SLF001 -- the memory this test is about
-        assert q.counts(999.2) == (1, 0)
+        threads = [threading.Thread(target=one, args=(rid,)) for rid in ids]
+        for t in threads:
+            t.start()
+        go.wait()
+        for _ in range(200):  # until all three have arrived (bounded poll of observable state)
+            stats = requests.get(m.base_url + "/stats", timeout=5).json()
+            if stats["running"] == 3:
+                break
+        seen.append(stats)
+        for t in threads:
+            t.join()
+        after = requests.get(m.base_url + "/stats", timeout=5).json()
+        truth = [t for t in m.truth() if t["request_id"] in ids]
+    assert seen[0]["running"] == 3 and seen[0]["waiting"] == 0
+    assert after["running"] == 0 and after["waiting"] == 0
+    assert all(rec["queue_s"] is None for rec in truth)

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import requests
 
 from conftest import ROOT, find_dbs, rows
 
@@ -41,10 +42,25 @@ def wait_for_rows(out, n, timeout_s=30):
     raise AssertionError("the run recorded nothing in time")
 
 
+def wait_for_in_flight(mock, timeout_s=30):
+    """Until the mock is generating a reply that began under 0.2 s ago
+    (each is about a second long, --grace is 0.3 s)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = requests.get(mock.base_url + "/stats", timeout=5).json()
+        if before["running"]:
+            started = [t["arrival"] for t in mock.truth() if t["end"] is None and t["path"].endswith("/completions")]
+            if started and time.time() - max(started) < 0.2:
+                return
+        time.sleep(0.02)
+    raise AssertionError("no request in flight at the mock")
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_the_run_and_keeps_what_was_measured(tmp_path, slow_mock, sig, code):
     proc = start_run(slow_mock.chat_url, tmp_path, "--grace", "0.3")
     db = wait_for_rows(tmp_path, 4)
+    wait_for_in_flight(slow_mock)  # not between two waves of requests: some are surely cut
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err

@@ -58,9 +58,7 @@ def _truth(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
 
 def _stats(s: MockServer, r: Request, rec: TruthRecord | None) -> ResponsePlan:
     stats = s.stats.to_dict()
-    load = s.load()
-    if load is not None:
-        stats["running"], stats["waiting"] = load
+    stats["running"], stats["waiting"] = s.load()
     return json_plan(200, stats)
 
 
@@ -191,9 +189,9 @@ class MockServer:
             plan.due_s = [d + wait_s for d in plan.due_s]
         plan.notes["queue_s"] = wait_s
 
-    def load(self) -> tuple[int, int] | None:
-        """(running, waiting) generation replies now, when --slots is set."""
-        return None if self.slots is None else self.slots.counts(self.loop.time())
+    def load(self) -> tuple[int, int]:
+        """(running, waiting) generation replies now (waiting only under --slots)."""
+        return self.activity.counts(self.loop.time())
 
 
 async def serve(config: MockConfig, ready: Callable[[MockServer], None] | None = None) -> int:
