@@ -32,8 +32,14 @@ _OUTPUT_KEYS = ("content", "reasoning_content", "reasoning", "tool_calls")
 
 
 def openai_event_has_output(data: Any) -> bool:
-    """Content, reasoning or a tool call in a chunk (or a completions text).
-    Called once per event of every request, so it asks only what it must."""
+    """Content, reasoning or a tool call in a chunk (or a completions text)."""
+    return _event_has(data, _OUTPUT_KEYS)
+
+
+def _event_has(data: Any, keys: tuple[str, ...]) -> bool:
+    """Any of `keys` non-empty in a choice's delta (or message), or a
+    completions text.  Called once per event of every request, so it asks
+    only what it must."""
     choices = data.get("choices") if isinstance(data, dict) else None
     if not choices or not isinstance(choices, list):
         return False
@@ -42,7 +48,7 @@ def openai_event_has_output(data: Any) -> bool:
             continue
         part = choice.get("delta") or choice.get("message")
         if isinstance(part, dict):
-            for key in _OUTPUT_KEYS:
+            for key in keys:
                 if part.get(key):
                     return True
         text = choice.get("text")
@@ -76,19 +82,7 @@ _ANSWER_KEYS = ("content", "tool_calls")
 def openai_event_has_answer(data: Any) -> bool:
     """Answer output in a chunk: content, a tool call or a completions text,
     not reasoning (`reasoning_content`, vLLM's `reasoning`)."""
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not choices or not isinstance(choices, list):
-        return False
-    for choice in choices:
-        if not isinstance(choice, dict):
-            continue
-        part = choice.get("delta") or choice.get("message")
-        if isinstance(part, dict) and any(part.get(key) for key in _ANSWER_KEYS):
-            return True
-        text = choice.get("text")
-        if isinstance(text, str) and text:
-            return True
-    return False
+    return _event_has(data, _ANSWER_KEYS)
 
 
 def last_reasoning_tokens(responses: list) -> int | None:

@@ -26,14 +26,21 @@ def _nonneg_float(text: str) -> float:
     return value
 
 
-def _pos_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+def _int_at_least(minimum: int):
+    """An argparse type: a whole number >= minimum."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+    return parse
+
+
+_pos_int = _int_at_least(1)
+_nonneg_int = _int_at_least(0)
 
 
 def _chunk_range(text: str) -> tuple[int, int]:
@@ -43,16 +50,6 @@ def _chunk_range(text: str) -> tuple[int, int]:
     if high < low:
         raise argparse.ArgumentTypeError(f"the range {text} runs backwards: give LO-HI with LO <= HI")
     return low, high
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def _port(text: str) -> int:
