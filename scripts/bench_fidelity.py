@@ -79,10 +79,10 @@ def run_client(cmd: list[str]) -> tuple[float, float, float]:
     return wall, cpu, sampler.peak_mb
 
 
-def servegauge_cmd(load: dict, url: str, out: str) -> list[str]:
+def servegauge_cmd(load: dict, url: str, out: str, extra: tuple[str, ...] = ()) -> list[str]:
     cmd = [sys.executable, "-m", "engine", "--url", url, "--model", "mock", "--parallel", str(load["parallel"]),
            "--number", str(load["number"]), "--outputs-dir", out, "--no-timestamp", "--name", "bench",
-           "--no-plots"]
+           "--no-plots", *extra]
     if not load["stream"]:
         cmd.append("--no-stream")
     if load.get("rate"):
@@ -91,12 +91,13 @@ def servegauge_cmd(load: dict, url: str, out: str) -> list[str]:
 
 
 def measure(name: str, load: dict, tool: str) -> dict:
+    """`tool`: "servegauge", "servegauge --some-flag" (run with that flag), or a peer."""
     mock_args = ["--ttft-ms", str(load["ttft_ms"]), "--itl-ms", str(load["itl_ms"]), "--tokens", str(load["tokens"])]
     out = tempfile.mkdtemp(prefix=f"fidelity-{name}-")
     try:
         with start_mock(mock_args) as mock:
-            if tool == "servegauge":
-                cmd = servegauge_cmd(load, mock.chat_url, out)
+            if tool.startswith("servegauge"):
+                cmd = servegauge_cmd(load, mock.chat_url, out, tuple(tool.split()[1:]))
             else:
                 cmd = evalscope_cmd(load, mock.chat_url, out)
             wall, cpu, peak = run_client(cmd)
@@ -187,20 +188,24 @@ def main(argv=None) -> int:
     parser.add_argument("--loads", default="a,b,c,d,e,rate", help="comma-separated subset of " + ",".join(LOADS))
     parser.add_argument("--repeat", type=int, default=1, help="runs per load; the median is printed")
     parser.add_argument("--peer", choices=["evalscope"], help="also run this peer on the same loads")
+    parser.add_argument("--also-with", metavar="FLAG", action="append", default=[],
+                        help="also run servegauge with this flag (e.g. --also-with=--no-server-metrics), "
+                             "interleaved with the plain runs, so the two are compared in one sitting")
     ns = parser.parse_args(argv)
     names = [n.strip() for n in ns.loads.split(",") if n.strip()]
     unknown = [n for n in names if n not in LOADS]
     if unknown:
         parser.error(f"unknown load {unknown}; choose from {', '.join(LOADS)}")
-    tools = ["servegauge"] + ([ns.peer] if ns.peer else [])
+    tools = ["servegauge"] + [f"servegauge {flag}" for flag in ns.also_with] + ([ns.peer] if ns.peer else [])
     table = []
     for name in names:
-        for tool in tools:
-            runs = []
-            for i in range(ns.repeat):
+        runs: dict[str, list[dict]] = {tool: [] for tool in tools}
+        for i in range(ns.repeat):  # tools interleaved: a noisy minute hits them alike
+            for tool in tools:
                 print(f"load {name} / {tool}: run {i + 1} of {ns.repeat} ...", file=sys.stderr, flush=True)
-                runs.append(measure(name, LOADS[name], tool))
-            median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                runs[tool].append(measure(name, LOADS[name], tool))
+        for tool in tools:
+            median = {k: statistics.median(r[k] for r in runs[tool]) for k in runs[tool][0]}
             table.append((name, tool, median))
     print()
     print(f"# servegauge fidelity ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
@@ -211,6 +216,7 @@ def main(argv=None) -> int:
         cells = [f"{m[key]:.2f}" if key in m else "" for key, _ in COLUMNS]
         print(f"| {name} | {tool} | " + " | ".join(cells) + " |")
     print(f"\nreproduce: python scripts/bench_fidelity.py --loads {','.join(names)} --repeat {ns.repeat}"
+          + "".join(f" --also-with={flag}" for flag in ns.also_with)
           + (f" --peer {ns.peer}" if ns.peer else ""))
     return 0
 

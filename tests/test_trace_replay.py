@@ -128,8 +128,9 @@ def test_a_mooncake_trace_is_replayed_at_its_times(tmp_path, tokenizer_file, moc
     lag_ms = np.array([(r["start_time"] - r["scheduled_time"]) * 1000.0 for r in result])
     unexplained_ms = np.abs(late_ms - lag_ms - np.median(late_ms - lag_ms))
     assert np.percentile(unexplained_ms, 99) <= 5.0, sorted(unexplained_ms)[-5:]
-    if np.percentile(lag_ms, 99) <= 2.0:  # the client had its CPU on time, as on a quiet 2-core machine
-        assert np.percentile(error_ms, 99) <= 5.0, sorted(error_ms)[-5:]
+    # The bound, on the arrivals themselves (scripts/bench_trace.py
+    # measures p99 about 1 ms on a quiet 2-core machine)
+    assert np.percentile(error_ms, 99) <= 5.0, (sorted(error_ms)[-5:], np.percentile(lag_ms, 99))
     tok = load_tokenizer(tokenizer_file)
     bodies = [pickle.loads(base64.b64decode(r["request"])) for r in result]
     assert [tok.count(b["messages"][0]["content"]) for b in bodies] == [line["input_length"] for line in lines]
