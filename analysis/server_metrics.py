@@ -29,7 +29,9 @@ QUANTILES = ("50%", "90%", "99%")
 LATENCY_NOTE = ("Server vs client latency: the server's quantiles from its own histograms over the run (bucket "
                 "counts at the last scrape minus the first, interpolated within a bucket as Prometheus' "
                 "histogram_quantile does, so good to the bucket's width) beside the client's (nearest rank); "
-                "the difference is time outside the server's clock: network, queueing in front of it, the client. "
+                "Client - Server is how far the client's value lies outside the server's bucket, time outside the "
+                "server's clock (network, queueing in front of it, the client); inside the bucket the two agree "
+                "as far as the histogram can tell. "
                 "The server's counts include any warm-up requests.")
 
 
@@ -169,19 +171,32 @@ def latency_rows(samples: pd.DataFrame, family: str | None, frames: Frames) -> l
         ours = nearest_rank(client[column], QUANTILES)
         for label, mine in zip(QUANTILES, ours):
             theirs = histogram_quantile(float(label.rstrip("%")) / 100, *hist) * scale
+            bucket = _bucket(hist[0], theirs / scale, scale)
             out.append({"Metric": column, "Percentile": label, "Server": rounded(theirs),
-                        "Client": rounded(mine), "Client - Server": rounded(mine - theirs),
-                        "Bucket": _bucket_text(hist[0], theirs / scale, scale)})
+                        "Client": rounded(mine), "Client - Server": _beyond(mine, bucket),
+                        "Bucket": "-" if bucket is None else f"{bucket[0]:g}-{bucket[1]:g}"})
     return out
 
 
-def _bucket_text(bounds: np.ndarray, value: float, scale: float) -> str:
-    """The bucket a server quantile lies in: its resolution."""
+def _bucket(bounds: np.ndarray, value: float, scale: float) -> tuple[float, float] | None:
+    """The bucket a server quantile lies in (its resolution), scaled."""
     if math.isnan(value):
-        return "-"
+        return None
     b = min(int(np.searchsorted(bounds, value, side="left")), len(bounds) - 1)
-    low = 0.0 if b == 0 else bounds[b - 1] * scale
-    return f"{low:g}-{bounds[b] * scale:g}"
+    return (0.0 if b == 0 else bounds[b - 1] * scale), bounds[b] * scale
+
+
+def _beyond(client: float, bucket: tuple[float, float] | None) -> Any:
+    """How far the client's quantile lies outside the server's bucket: the
+    part of the difference the histogram can vouch for.  Inside the bucket
+    the two agree as far as the server's resolution can tell (a number there
+    would only measure the interpolation)."""
+    if bucket is None or math.isnan(client):
+        return "-"
+    low, high = bucket
+    if low <= client <= high:
+        return "within bucket"
+    return rounded(client - (high if client > high else low))
 
 
 # -- the summary ---------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 
 import numpy as np
@@ -64,6 +65,17 @@ def test_a_run_past_the_servers_slots_stores_its_true_queue_and_ttft(tmp_path):
     width = bounds[b] - (bounds[b - 1] if b else 0.0)
     assert abs(server_p50 - client_p50) <= width, (server_p50, client_p50, width)
     assert client_p50 > 0.25  # queued: a whole reply's wait on top of the 20 ms TTFT
+    # The summary's row says so: the client's p50 lies in the server's bucket
+    # (if it did not, the row would give how far outside, not a bare difference).
+    low, high = (bounds[b - 1] if b else 0.0) * 1000.0, bounds[b] * 1000.0
+    with open(os.path.join(os.path.dirname(db), "benchmark_summary.json"), encoding="utf-8") as fh:
+        summary = json.load(fh)
+    (row,) = [r for r in summary["Server vs Client Latency"] if r["Metric"] == "TTFT (ms)" and r["Percentile"] == "50%"]
+    nearest = sorted(r["first_chunk_latency"] for r in result)[79] * 1000.0  # nearest rank, 160 values
+    if low <= nearest <= high:
+        assert row["Client - Server"] == "within bucket", row
+    else:
+        assert row["Client - Server"] == pytest.approx(nearest - (high if nearest > high else low), rel=1e-3), row
 
 
 @pytest.mark.parametrize("mode", ["hang", "500", "garbage"])
