@@ -118,6 +118,9 @@ def parse(ns: argparse.Namespace, parse_groups) -> SlaOptions | None:
     given = ns.parallel if ns.sla_variable == "parallel" else ns.rate
     if given and len(given) > 1:
         raise UsageError(f"--sla-auto-tune starts from one --{ns.sla_variable} value, not a list")
+    if ns.number or ns.duration:  # said, not ignored: the search sizes every run itself
+        raise UsageError("--sla-auto-tune sizes each run itself (requests = value x --sla-number-multiplier): "
+                         "drop --number/--duration, or set --sla-number-multiplier")
     if ns.sla_variable == "parallel" and ns.rate:
         raise UsageError("--sla-variable parallel is a closed loop: drop --rate (or use --sla-variable rate)")
     from engine.options import RATE_DEFAULT_PARALLEL
