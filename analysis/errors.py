@@ -2,6 +2,7 @@
 and the stacks of the errors plot count the same groups."""
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -21,12 +22,37 @@ _NORMALISERS = (
 )
 _STATUS = re.compile(r"(\bHTTP(?:/[\d.]+)?\s+|\bstatus(?:[ _]code)?\s*[=:]?\s*)([1-5]\d\d)\b", re.I)
 _NUMBER = re.compile(r"(?<![\w<])\d+(?:\.\d+)?")
+_JSON_BODY = re.compile(r"^(HTTP \d{3}): (\{.*\})$")
+
+
+def _body_message(text: str) -> str:
+    """"HTTP 404: {"error": {"message": "...", "type": "NotFoundError"}}" ->
+    "HTTP 404: ... (NotFoundError)": the words a person reads, from the
+    OpenAI/vLLM and DashScope error shapes.  Other text, or a body cut
+    before its end, is left as it is."""
+    m = _JSON_BODY.match(text)
+    if m is None:
+        return text
+    try:
+        data = json.loads(m.group(2))
+    except ValueError:
+        return text
+    error = data.get("error") if isinstance(data, dict) else None
+    holder = error if isinstance(error, dict) else data
+    message = holder.get("message") if isinstance(holder, dict) else None
+    if isinstance(error, str) and not message:
+        message = error
+    if not isinstance(message, str) or not message.strip():
+        return text
+    kind = holder.get("type") or holder.get("code") if isinstance(holder, dict) else None
+    return f"{m.group(1)}: {message.strip()}" + (f" ({kind})" if isinstance(kind, str) and kind else "")
 
 
 def normalize_error(error: Any, status_code: Any = None, limit: int = 300) -> str:
-    """One group name per kind of failure, Locust-style: ids, addresses and
-    numbers are blanked so "HTTP 500: ... req 8f3a ..." variants group
-    together, while HTTP status codes are kept."""
+    """One group name per kind of failure, Locust-style: a JSON error body
+    is read down to its message, ids, addresses and numbers are blanked so
+    "HTTP 500: ... req 8f3a ..." variants group together, while HTTP status
+    codes are kept."""
     text = "" if error is None or (isinstance(error, float) and math.isnan(error)) else str(error)
     text = " ".join(text.split())
     if not text:
@@ -35,6 +61,7 @@ def normalize_error(error: Any, status_code: Any = None, limit: int = 300) -> st
         except (TypeError, ValueError):
             return "unknown error"
         return f"HTTP {code}"
+    text = _body_message(text)
     for pattern, repl in _NORMALISERS:
         text = pattern.sub(repl, text)
     kept: list[str] = []

@@ -141,6 +141,22 @@ def test_errors_group_variants_and_keep_status(run_db):
     assert errors.get("HTTP 503") == 1
 
 
+def test_a_json_error_body_reads_as_its_message():
+    # OpenAI/vLLM's shape, DashScope's, a bare string error; a body cut at
+    # ERROR_BODY_CHARS is no JSON and stays as it was
+    openai_shape = 'HTTP 404: {"error":{"message":"no route for POST /v1/x","type":"NotFoundError","code":404}}'
+    assert normalize_error(openai_shape) == "HTTP 404: no route for POST /v1/x (NotFoundError)"
+    dashscope = 'HTTP 400: {"code":"InvalidParameter","message":"bad input","request_id":"7f3a9b2c-1d"}'
+    assert normalize_error(dashscope) == "HTTP 400: bad input (InvalidParameter)"
+    assert normalize_error('HTTP 401: {"error": "invalid key"}') == "HTTP 401: invalid key"
+    cut = 'HTTP 503: {"error":{"message":"upstream overloaded'
+    assert normalize_error(cut) == cut
+    # two requests' bodies that differ only in an id are one group
+    a = normalize_error('HTTP 500: {"error":{"message":"worker 12 died (req 8f3a9b2c1d)"}}')
+    b = normalize_error('HTTP 500: {"error":{"message":"worker 7 died (req 00aa11bb22)"}}')
+    assert a == b == "HTTP 500: worker <n> died (req <id>)"
+
+
 def test_error_normalisation():
     a = normalize_error("HTTP 500: upstream failed (request id req-00ab12cd34) after 12.5 s")
     b = normalize_error("HTTP 500: upstream failed (request id req-77ff00ee11) after 3.1 s")
