@@ -225,6 +225,10 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
                         "(see the reconnects column); a server dropping connections is worth a look")
     out.update(tested(frames))
     warnings += token_warnings(okdf, (frames.run.get("args") or {}).get("tokenizer_path"))
+    ramped = out["Ramp-up Requests"]
+    if ramped and not n_total:
+        warnings.append(f"all {ramped} requests were sent during --ramp-up, so none is measured: raise "
+                        "--number (or --duration) to go on past the ramp, or shorten --ramp-up")
     status = frames.run.get("status")
     if status and status != "completed":
         warnings.append(f"run status is {status!r}: the figures cover what was recorded")

@@ -104,3 +104,15 @@ def test_a_rate_ramp_marks_the_requests_due_within_it(tmp_path, mock):
     assert [r["is_warmup"] for r in result] == [RAMP_UP] * 41 + [0] * 59
     due = np.array([r["scheduled_time"] for r in result]) - result[0]["scheduled_time"]
     assert due[41] == pytest.approx(2.0, abs=1e-5) and np.diff(due[41:]) == pytest.approx(1 / 40, abs=1e-5)
+
+
+def test_a_run_that_ends_inside_its_ramp_says_nothing_was_measured(tmp_path, mock):
+    # 40 requests over a ramp of 2 s at 40 req/s: every one is due within the ramp (41 would be)
+    out = tmp_path / "out"
+    run_engine("--url", mock.chat_url, "--rate", 40, "--burstiness", "inf", "--number", 40, "--ramp-up", 2,
+               "--outputs-dir", out, "--no-plots", "--no-test-connection")
+    (db,) = find_dbs(out)
+    with open(os.path.join(os.path.dirname(db), "benchmark_summary.json"), encoding="utf-8") as fh:
+        summary = json.load(fh)
+    assert summary["Total Requests"] == 0 and summary["Ramp-up Requests"] == 40
+    assert any("sent during --ramp-up" in w and "--number" in w for w in summary["Warnings"]), summary["Warnings"]
