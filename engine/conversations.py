@@ -149,7 +149,7 @@ class Conversations:
         if job.last_turn or not row["success"] or row["completed_time"] is None:
             self.end(job.conversation_id)
             return None
-        reply = self.api.completion_text(list(record.events))
+        reply = self.api.answer_text(list(record.events))
         state.history = state.history + [{"role": "assistant", "content": reply}] + state.turns[state.sent_turns]
         body = self.api.build_request(list(state.history), self.args)
         if body is None:

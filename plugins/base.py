@@ -135,6 +135,16 @@ class ApiPluginBase(ABC):
             parts.append(openai_event_text(load_json(payload)))
         return "".join(parts)
 
+    def answer_text(self, responses: list[str]) -> str:
+        """The answer alone, without a reasoning model's reasoning: what a
+        chat client sends back as the assistant's turn of a conversation
+        (DeepSeek and vLLM ask that reasoning not be sent back).  A reply
+        with no event `answer_event_indexes` recognises is taken whole."""
+        answers = self.answer_event_indexes(responses)
+        if not answers:
+            return self.completion_text(responses)
+        return self.completion_text([responses[i] for i in answers])
+
     @staticmethod
     def replace_values(input_json: Any, model: str, prompt: str) -> Any:
         """Replace %m (model) and %p (prompt) in every string of a JSON-like
