@@ -58,6 +58,15 @@ class Frames:
         return self.measured_mask() & (self.requests["success"].to_numpy() == 1)
 
 
+def streamed(frames: "Frames") -> bool:
+    """Whether the run's TTFT is a first token's (some successful request
+    was streamed); with none successful, what the run asked for."""
+    ok = frames.ok_mask()
+    if ok.any():
+        return bool((frames.requests["is_stream"].to_numpy()[ok] == 1).any())
+    return (frames.run.get("args") or {}).get("stream") is not False
+
+
 def start_end(requests: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Each request's send and end (epoch s): `completed_time`, else send + latency."""
     start = requests["start_time"].to_numpy(dtype=float)

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from analysis.frames import Frames
+from analysis.frames import Frames, streamed
 from analysis.loader import load
 from analysis.metrics import percentiles, summary, summary_row
 from analysis.server_metrics import server_summary, sweep_columns
@@ -84,12 +84,3 @@ def _analyse(db_path: str, slo: Mapping[str, float] | None, plots: bool) -> RunR
     return RunResult(name=frames.name, db_path=frames.path, summary=summ, percentiles=pct,
                      row={**summary_row(frames, summ, pct), **sweep_columns(server)}, run=frames.run, pngs=pngs, problems=frames.problems,
                      streamed=streamed(frames))
-
-
-def streamed(frames: Frames) -> bool:
-    """Whether the run's TTFT is a first token's (some successful request
-    was streamed); with none successful, what the run asked for."""
-    ok = frames.ok_mask()
-    if ok.any():
-        return bool((frames.requests["is_stream"].to_numpy()[ok] == 1).any())
-    return (frames.run.get("args") or {}).get("stream") is not False

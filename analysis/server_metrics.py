@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.formatting import rounded
-from analysis.frames import Frames, start_end
+from analysis.frames import Frames, start_end, streamed
 from analysis.loader import connect_readonly
 from analysis.metrics import metric_samples
 from analysis.server_families import COMMON, FAMILIES, SHARES
@@ -32,7 +32,8 @@ LATENCY_NOTE = ("Server vs client latency: the server's quantiles from its own h
                 "Client - Server is how far the client's value lies outside the server's bucket, time outside the "
                 "server's clock (network, queueing in front of it, the client); inside the bucket the two agree "
                 "as far as the histogram can tell. "
-                "The server's counts include any warm-up requests.")
+                "The server's counts run from the last scrape before the first measured request (warm-up and ramp-up "
+                "requests that ended before it are left out).")
 
 
 def read_samples(db_path: str) -> pd.DataFrame:
@@ -116,35 +117,47 @@ def histogram_quantile(q: float, bounds: np.ndarray, cumulative: np.ndarray) -> 
     holding rank q * total, from 0 below the first bound; the highest finite
     bound when that rank falls in the +Inf bucket.  `bounds` sorted, ending
     with +Inf; `cumulative` the counts at or below each bound."""
-    if len(bounds) < 2 or not math.isinf(bounds[-1]):
+    b = rank_bucket(q, bounds, cumulative)
+    if b is None:
         return math.nan
-    total = cumulative[-1]
-    if not total > 0:
-        return math.nan
-    rank = q * total
-    b = int(np.searchsorted(cumulative, rank, side="left"))
-    b = min(b, len(bounds) - 1)
     if math.isinf(bounds[b]):
         return float(bounds[-2])
     start = 0.0 if b == 0 else float(bounds[b - 1])
     end = float(bounds[b])
     if b == 0 and end <= 0:
         return end
+    rank = q * cumulative[-1]
     before = 0.0 if b == 0 else float(cumulative[b - 1])
     inside = float(cumulative[b]) - before
     return start + (end - start) * ((rank - before) / inside if inside > 0 else 1.0)
 
 
-def bucket_deltas(samples: pd.DataFrame, base: str) -> tuple[np.ndarray, np.ndarray] | None:
+def rank_bucket(q: float, bounds: np.ndarray, cumulative: np.ndarray) -> int | None:
+    """The index of the bucket holding rank q * total (None: no histogram)."""
+    if len(bounds) < 2 or not math.isinf(bounds[-1]) or not cumulative[-1] > 0:
+        return None
+    b = int(np.searchsorted(cumulative, q * cumulative[-1], side="left"))
+    return min(b, len(bounds) - 1)
+
+
+def bucket_deltas(samples: pd.DataFrame, base: str,
+                  window: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """The histogram `base` over the run: each bucket's count at the last scrape
     minus the first, summed over its series; None when it is not there, or
-    went down (a restart)."""
+    went down (a restart).  With `window` (first send, last end of the
+    measured requests), from the last scrape at or before its start, so
+    warm-up and ramp-up requests that ended before it are not counted."""
     rows = samples.loc[samples["name"] == base + "_bucket"]
     if rows.empty or rows["time"].nunique() < 2:
         return None
     le = rows["labels"].map(lambda text: json.loads(text).get("le"))
     rows = rows.assign(le=pd.to_numeric(le.replace({"+Inf": "inf"}), errors="coerce")).dropna(subset=["le"])
     first, last = rows["time"].min(), rows["time"].max()
+    if window is not None:
+        before = rows.loc[rows["time"] <= window[0], "time"]
+        first = before.max() if len(before) else first
+    if not last > first:
+        return None
     at_first = rows.loc[rows["time"] == first].groupby("le")["value"].sum()
     at_last = rows.loc[rows["time"] == last].groupby("le")["value"].sum()
     delta = (at_last - at_first.reindex(at_last.index).fillna(0.0)).sort_index()
@@ -163,27 +176,39 @@ def latency_rows(samples: pd.DataFrame, family: str | None, frames: Frames) -> l
     table = FAMILIES[family][1]
     client = metric_samples(frames)
     out = []
-    for key, column, scale in (("ttft_histogram", "TTFT (ms)", 1000.0), ("e2e_histogram", "Latency (s)", 1.0)):
+    histograms = [("e2e_histogram", "Latency (s)", 1.0)]
+    if streamed(frames):  # unstreamed, the client's "TTFT" is the whole latency: no first token to compare
+        histograms.insert(0, ("ttft_histogram", "TTFT (ms)", 1000.0))
+    for key, column, scale in histograms:
         base = table.get(key)
-        hist = bucket_deltas(samples, base) if base else None
+        hist = bucket_deltas(samples, base, _load_window(frames)) if base else None
         if hist is None or not hist[1][-1] > 0:
             continue
         ours = nearest_rank(client[column], QUANTILES)
         for label, mine in zip(QUANTILES, ours):
-            theirs = histogram_quantile(float(label.rstrip("%")) / 100, *hist) * scale
-            bucket = _bucket(hist[0], theirs / scale, scale)
+            q = float(label.rstrip("%")) / 100
+            theirs = histogram_quantile(q, *hist) * scale
+            bucket = _bucket(hist[0], rank_bucket(q, *hist), scale)
             out.append({"Metric": column, "Percentile": label, "Server": rounded(theirs),
                         "Client": rounded(mine), "Client - Server": _beyond(mine, bucket),
                         "Bucket": "-" if bucket is None else f"{bucket[0]:g}-{bucket[1]:g}"})
     return out
 
 
-def _bucket(bounds: np.ndarray, value: float, scale: float) -> tuple[float, float] | None:
-    """The bucket a server quantile lies in (its resolution), scaled."""
-    if math.isnan(value):
+def _bucket(bounds: np.ndarray, b: int | None, scale: float) -> tuple[float, float] | None:
+    """Bucket `b`'s (low, high], scaled: the server quantile's resolution
+    (high is inf for the +Inf bucket, whose quantile reads as its low end)."""
+    if b is None:
         return None
-    b = min(int(np.searchsorted(bounds, value, side="left")), len(bounds) - 1)
     return (0.0 if b == 0 else bounds[b - 1] * scale), bounds[b] * scale
+
+
+def _load_window(frames: Frames) -> tuple[float, float] | None:
+    measured = frames.requests.loc[frames.measured_mask()]
+    start, end = start_end(measured)
+    if not np.isfinite(start).any() or not np.isfinite(end).any():
+        return None
+    return float(np.nanmin(start)), float(np.nanmax(end))
 
 
 def _beyond(client: float, bucket: tuple[float, float] | None) -> Any:
@@ -230,11 +255,10 @@ def server_summary(frames: Frames, samples: pd.DataFrame | None = None) -> dict[
 def _during_load(series: pd.DataFrame, frames: Frames) -> pd.DataFrame:
     """The scrapes between the first measured send and the last end: the
     idle scrapes just before and after the load would pull every mean down."""
-    measured = frames.requests.loc[frames.measured_mask()]
-    start, end = start_end(measured)
-    if series.empty or not np.isfinite(start).any() or not np.isfinite(end).any():
+    window = _load_window(frames)
+    if series.empty or window is None:
         return series
-    inside = series.loc[(series.index >= np.nanmin(start)) & (series.index <= np.nanmax(end))]
+    inside = series.loc[(series.index >= window[0]) & (series.index <= window[1])]
     return inside if len(inside) else series
 
 

@@ -10,7 +10,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from analysis.server_metrics import bucket_deltas, histogram_quantile, read_samples
+from analysis.server_metrics import bucket_deltas, histogram_quantile, rank_bucket, read_samples
 from conftest import find_dbs, rows, run_engine
 from engine.mock import start_mock
 
@@ -39,6 +39,32 @@ def test_histogram_quantile_interpolates_as_prometheus_does():
     # a rank in the +Inf bucket: the highest finite bound
     assert histogram_quantile(0.95, bounds, np.array([2.0, 6.0, 8.0, 10.0])) == 0.5
     assert math.isnan(histogram_quantile(0.5, bounds, np.zeros(4)))
+    # which bucket holds the rank: the quantile's resolution (+Inf: index 3)
+    assert [rank_bucket(q, bounds, cumulative) for q in (0.1, 0.5, 0.99)] == [0, 1, 2]
+    assert rank_bucket(0.5, bounds, np.array([0.0, 1.0, 1.0, 10.0])) == 3
+    assert rank_bucket(0.5, bounds, np.zeros(4)) is None
+
+
+def test_server_vs_client_rows_say_what_the_histogram_can_tell(tmp_path):
+    """Where the client's value lies in the server's bucket the row says
+    "within bucket" (a number there would measure the interpolation);
+    unstreamed, there is no TTFT row (the client's "TTFT" is its whole
+    latency, the server's histogram a first token's)."""
+    # TTFT 600 ms: inside one of vLLM's TTFT buckets (0.5-0.75 s), far from its edges
+    with start_mock(["--ttft-ms", "600", "--itl-ms", "0", "--tokens", "2"]) as mock:
+        _, streamed_db = _run(mock.chat_url, tmp_path / "s", "--parallel", 2, "--number", 6)
+        _, plain_db = _run(mock.chat_url, tmp_path / "p", "--parallel", 2, "--number", 6, "--no-stream")
+
+    def latency_rows_of(db):
+        with open(os.path.join(os.path.dirname(db), "benchmark_summary.json"), encoding="utf-8") as fh:
+            return json.load(fh)["Server vs Client Latency"]
+
+    streamed_rows = latency_rows_of(streamed_db)
+    assert {r["Metric"] for r in streamed_rows} == {"TTFT (ms)", "Latency (s)"}
+    for r in streamed_rows:  # the mock measures what it did: every client value lies in the server's bucket
+        low, high = (float(x) for x in r["Bucket"].split("-"))
+        assert low <= r["Client"] <= high and r["Client - Server"] == "within bucket", r
+    assert {r["Metric"] for r in latency_rows_of(plain_db)} == {"Latency (s)"}
 
 
 def test_a_run_past_the_servers_slots_stores_its_true_queue_and_ttft(tmp_path):
