@@ -78,7 +78,7 @@ def report_main(argv: Sequence[str] | None = None) -> int:
         description="Rebuild the reports of a run or a sweep from its database(s) alone: "
                     "benchmark_summary.json, benchmark_percentile.json/.csv and PNG plots per run, "
                     "and one self-contained report.html.")
-    parser.add_argument("path", help=f"a {DB_NAME}, a run folder, or a sweep folder of run folders")
+    parser.add_argument("path", nargs="?", help=f"a {DB_NAME}, a run folder, or a sweep folder of run folders")
     parser.add_argument("--out", metavar="DIR",
                         help="write here instead of next to each database (a sweep keeps its layout below DIR)")
     parser.add_argument("--slo", metavar="SPEC", help="e.g. ttft=200ms,tpot=50ms,latency=10s: adds Goodput")
@@ -98,6 +98,12 @@ def report_main(argv: Sequence[str] | None = None) -> int:
     if isinstance(args, int):
         return args
     prog = "servegauge report"
+    if args.path is None and args.goodput and ":" not in args.goodput[-1]:
+        args.path = args.goodput.pop()  # `--goodput ttft:300 RUN`: the list flag took the path too
+    if args.path is None:
+        print(f"{prog}: error: give the PATH of a {DB_NAME}, a run folder or a sweep folder "
+              f"(see {prog} --help)", file=sys.stderr)
+        return 2
     if args.export_raw and not args.export:
         print(f"{prog}: error: --export-raw needs --export csv|parquet", file=sys.stderr)
         return 2

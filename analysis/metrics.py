@@ -188,7 +188,7 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
         out["Avg Reasoning Tokens"] = rounded(nan_mean(reasoning))
         out["Avg Answer Tokens"] = rounded(nan_mean(okdf["answer_tokens"].to_numpy(dtype=float)))
     if not generates_tokens(frames):  # embeddings, rerank: what they do is read input
-        for key in ("Avg TTFT (ms)", "Avg TPOT (ms)", "Avg ITL (ms)", "Avg TPOT incl. TTFT (ms)"):
+        for key in ("Avg TTFT (ms)", "Avg TPOT (ms)", "Avg ITL (ms)", "Avg TPOT incl. TTFT (ms)", token_itl.AVG_KEY):
             del out[key]
         out["Input Throughput (tok/s)"] = rounded(per_s(np.nansum(prompt)))
     if slo:
@@ -233,7 +233,8 @@ def summary(frames: Frames, slo: Mapping[str, float] | str | None = None) -> dic
     if status and status != "completed":
         warnings.append(f"run status is {status!r}: the figures cover what was recorded")
     out["Warnings"] = warnings
-    out["Definitions"] = {**TPOT_DEFINITIONS, token_itl.AVG_KEY: token_itl.DEFINITION}
+    out["Definitions"] = ({**TPOT_DEFINITIONS, token_itl.AVG_KEY: token_itl.DEFINITION}
+                          if generates_tokens(frames) else {})
     nodes = node_rows(frames)
     if nodes:  # runs whose rows name the node that sent them (--backend ray)
         out[NODES_KEY] = nodes

@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from analysis.compare import bootstrap_quantiles, order_statistic_intervals
+from analysis.compare import bootstrap_quantiles, mean_standard_error, order_statistic_intervals
 from analysis.loader import load
 from analysis.metrics import metric_samples, summary
 from analysis.stats import nearest_rank
@@ -186,7 +186,11 @@ def _judge(c: Condition, frames, confidence: float, rng: np.random.Generator) ->
             return Judged(c, math.nan, math.nan, math.nan, 0, FAIL)
         if stat == "avg":
             est = float(x.mean())
-            half = z * float(x.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
+            # the wider of compare's standard error (batch means: neighbours in
+            # time are alike) and the plain one, as percentiles take the wider
+            # of two intervals: a verdict should not rest on the narrower
+            se = max(mean_standard_error(x), float(x.std(ddof=1)) / math.sqrt(n)) if n > 1 else math.inf
+            half = z * se
             low, high = est - half, est + half
         else:
             label = f"{stat[1:]}%"

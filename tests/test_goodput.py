@@ -78,6 +78,13 @@ def test_report_command_takes_goodput(db, tmp_path, capsys):
     assert report_main([db, "--out", str(out), "--no-plots", "--quiet", "--goodput", "itl:5"]) == 2
     err = capsys.readouterr().err
     assert "--goodput: unknown goodput key 'itl'" in err and len(err.strip().splitlines()) <= 2
+    # the path after the list flag's values (as `servegauge report --goodput ttft:300 RUN` is typed)
+    again = tmp_path / "again"
+    assert report_main(["--out", str(again), "--no-plots", "--quiet", "--goodput", *GOODPUT, db]) == 0
+    with open(os.path.join(again, "benchmark_summary.json")) as f:
+        assert json.load(f)["Goodput (req/s)"] == summ["Goodput (req/s)"]
+    assert report_main(["--goodput", *GOODPUT]) == 2
+    assert "give the PATH" in capsys.readouterr().err
 
 
 def test_run_command_takes_goodput_and_refuses_both_spellings():

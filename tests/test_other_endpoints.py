@@ -116,8 +116,9 @@ def test_embedding_run_has_latency_and_input_tokens_but_no_ttft(tmp_path, mock):
         assert row["completion_tokens"] == 0 and row["is_stream"] == 0
         assert row["latency"] >= 0.030  # the mock answers --ttft-ms after arrival
     summary = read_json(folder, "benchmark_summary.json")
-    for key in ("Avg TTFT (ms)", "Avg TPOT (ms)", "Avg ITL (ms)"):
+    for key in ("Avg TTFT (ms)", "Avg TPOT (ms)", "Avg ITL (ms)", "Avg ITL per token (ms)"):
         assert key not in summary
+    assert not summary["Definitions"]  # of TPOT and ITL per token: nothing to define
     assert summary["Success Requests"] == 6 and summary["Avg Latency (s)"] >= 0.030
     total_in = sum(r["prompt_tokens"] for r in result)
     assert summary["Input Throughput (tok/s)"] == pytest.approx(total_in / summary["Test Duration (s)"], rel=0.01)
