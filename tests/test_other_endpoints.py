@@ -292,3 +292,20 @@ def test_a_responses_stream_cut_by_the_server_is_a_failed_row_with_its_output(tm
     for row in result:
         assert row["success"] == 0 and row["error"] == "stream ended without response.completed"
         assert row["status_code"] == 200 and row["first_chunk_latency"] is not None and row["n_chunks"] >= 1
+
+
+@pytest.mark.parametrize("knobs, message", [
+    ({"num_documents": "x"}, "num_documents must be a whole number >= 1, got 'x'"),
+    ({"num_documents": 2.7}, "num_documents must be a whole number >= 1, got 2.7"),
+    ({"num_documents": True}, "num_documents must be a whole number >= 1, got True"),
+    ({"document_length_ratio": 0}, "document_length_ratio must be a number > 0, got 0"),
+])
+def test_random_rerank_knobs_are_checked_in_one_line(tmp_path, knobs, message):
+    from test_plugins_tokenizer import train_tokenizer
+
+    tok = train_tokenizer(tmp_path / "tokenizer.json", "wordlevel")
+    proc = run_engine("--api", "openai_rerank", "--url", "http://127.0.0.1:9/v1/rerank", "--dataset",
+                      "random_rerank", "--tokenizer-path", tok, "--extra-args", json.dumps(knobs),
+                      "--outputs-dir", tmp_path / "out", "--no-test-connection", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert message in proc.stderr

@@ -222,3 +222,29 @@ def test_the_mocks_metrics_without_slots_count_replies_in_progress():
     assert _value(after, "vllm:time_to_first_token_seconds_bucket", le="0.25") == 3
     assert _value(after, "vllm:e2e_request_latency_seconds_bucket", le="0.3") == 0  # 0.5 s (and a bit)
     assert _value(after, "vllm:e2e_request_latency_seconds_bucket", le="0.8") == 3
+
+
+def test_the_mocks_metrics_count_every_endpoint_it_serves():
+    """Responses, embeddings and rerank replies reach /metrics' counters and
+    histograms as chat replies do (found in review: they did not)."""
+    import requests
+
+    with start_mock(["--ttft-ms", "5", "--itl-ms", "1", "--tokens", "6"]) as mock:
+        base = mock.base_url
+        replies = [
+            requests.post(base + "/v1/responses", json={"model": "m", "input": "one two three", "stream": True},
+                          timeout=10),
+            requests.post(base + "/v1/responses", json={"model": "m", "input": "one two three"}, timeout=10),
+            requests.post(base + "/v1/embeddings", json={"model": "m", "input": "four five"}, timeout=10),
+            requests.post(base + "/v1/rerank", json={"model": "m", "query": "six", "documents": ["seven eight"]},
+                          timeout=10),
+        ]
+        assert [r.status_code for r in replies] == [200] * 4
+        metrics = _metrics(base)
+        truth = mock.truth()
+    generated = sum(t["completion_tokens"] or 0 for t in truth)
+    prompted = sum(t["prompt_tokens"] or 0 for t in truth)
+    assert generated == 12 and _value(metrics, "vllm:generation_tokens_total") == generated
+    assert _value(metrics, "vllm:prompt_tokens_total") == prompted > 0
+    assert _value(metrics, "vllm:request_success_total") == 4
+    assert _value(metrics, "vllm:e2e_request_latency_seconds_count") == 4

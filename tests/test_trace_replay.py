@@ -181,11 +181,11 @@ def test_open_loop_is_evalscopes_spelling_of_the_rate_mode():
     """No concurrency cap but an explicit --parallel; without --rate the
     whole trace is the run; --dataset-args must be a JSON object."""
     from engine.errors import UsageError
-    from engine.options import RATE_DEFAULT_PARALLEL, parse_run_args
+    from engine.options import DEFAULT_NUMBER, RATE_DEFAULT_PARALLEL, parse_run_args
 
     url = ["--url", "http://127.0.0.1:9/v1/chat/completions"]
     (run,), _ = parse_run_args(url + ["--open-loop", "--rate", "5"])
-    assert (run.open_loop, run.rate, run.parallel, run.number) == (True, 5.0, RATE_DEFAULT_PARALLEL, 1000)
+    assert (run.open_loop, run.rate, run.parallel, run.number) == (True, 5.0, RATE_DEFAULT_PARALLEL, DEFAULT_NUMBER)
     (run,), _ = parse_run_args(url + ["--rate", "5"])  # today's rate mode: the same load
     assert (run.rate, run.parallel, run.number) == (5.0, RATE_DEFAULT_PARALLEL, 1000)
     (run,), _ = parse_run_args(url + ["--open-loop", "--parallel", "8", "--dataset-args", '{"speed": 2}'])
@@ -196,3 +196,29 @@ def test_open_loop_is_evalscopes_spelling_of_the_rate_mode():
         parse_run_args(url + ["--dataset-args", "[1]"])
     with pytest.raises(UsageError, match=r"--ramp-up without --rate \(a concurrency ramp\) needs --backend local"):
         parse_run_args(url + ["--ramp-up", "3", "--backend", "ray"])
+
+
+def _workload(tmp_path, lines, **options):
+    args = Arguments(dataset="workload_trace", dataset_path=write_jsonl(tmp_path / "w.jsonl", lines),
+                     open_loop=True, dataset_args=options)
+    return list(WorkloadTraceDataset(args).build_messages())
+
+
+def test_workload_trace_refuses_mixed_timestamps_and_bad_model_options(tmp_path):
+    # seconds on one line, an ISO time on the next: their difference is decades, not a gap
+    with pytest.raises(DatasetError, match="line 2 has a \"timestamp\" in an ISO-8601 time, line 1 in seconds"):
+        _workload(tmp_path, [{"timestamp": 0, "body": {}}, {"timestamp": "2026-01-01T00:00:01Z", "body": {}}])
+    with pytest.raises(DatasetError, match="model_override.*a string"):
+        _workload(tmp_path, [{"timestamp": 0, "body": {}}], model_override=5)
+    with pytest.raises(DatasetError, match="model_mapping.*model names"):
+        _workload(tmp_path, [{"timestamp": 0, "body": {}}], model_mapping={"a": 1})
+
+
+def test_match_output_length_sets_the_limit_the_body_uses(tmp_path):
+    lines = [{"timestamp": 0, "completion_tokens": 7, "body": {"max_completion_tokens": 512}},
+             {"timestamp": 1, "completion_tokens": 8, "body": {"max_output_tokens": 512, "input": "x"}},
+             {"timestamp": 2, "completion_tokens": 9, "body": {"messages": []}}]
+    bodies = [item.body for item in _workload(tmp_path, lines, match_output_length=True)]
+    assert bodies[0]["max_completion_tokens"] == 7 and "max_tokens" not in bodies[0]
+    assert bodies[1]["max_output_tokens"] == 8 and "max_tokens" not in bodies[1]
+    assert bodies[2]["max_tokens"] == 9

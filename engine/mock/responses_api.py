@@ -96,12 +96,13 @@ def responses(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> Respons
     output = ([_reasoning(rsid, reasoning_text, "completed")] if r_tokens else []) + [
         _message(mid, text, "completed")]
     end_s = cfg.ttft_s + (nr + nc - 1) * cfg.itl_s
+    tokens = {"tokens": (input_tokens, r_tokens + n_tokens)}  # for /metrics' counters
     final = _response(rid, created, model, status, output, usage, limit)
     if status == "incomplete":
         final["incomplete_details"] = {"reason": "max_output_tokens"}
     if not body.get("stream"):
         reply = json.dumps(final, separators=(",", ":")).encode()
-        return ResponsePlan(200, JSON_CONTENT_TYPE, [reply], [end_s], content_count=1)
+        return ResponsePlan(200, JSON_CONTENT_TYPE, [reply], [end_s], content_count=1, notes=tokens)
 
     events: list[dict[str, Any]] = []
     due: list[float] = []
@@ -148,4 +149,5 @@ def responses(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> Respons
     frames = [b"event: %s\ndata: %s\n\n" % (e["type"].encode(), json.dumps(e, separators=(",", ":")).encode())
               for e in events]
     return ResponsePlan(200, SSE_CONTENT_TYPE, frames, due, chunked=True, content_start=first_delta,
-                        content_count=last - first_delta, answer_start=answer_start if r_tokens else None)
+                        content_count=last - first_delta, answer_start=answer_start if r_tokens else None,
+                        notes=tokens)

@@ -88,7 +88,7 @@ def embeddings(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> Respon
     reply = {"id": "embd-" + req.request_id, "object": "list", "created": int(req.arrival), "model": model,
              "data": data, "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens,
                                      "completion_tokens": 0, "prompt_tokens_details": None}}
-    return json_plan(200, reply, cfg.ttft_s)
+    return json_plan(200, reply, cfg.ttft_s, notes={"tokens": (prompt_tokens, 0)})  # for /metrics' counters
 
 
 def _document_text(doc: Any) -> str:
@@ -133,4 +133,4 @@ def rerank(req: Request, cfg: MockConfig, rec: TruthRecord | None) -> ResponsePl
         results.append(result)
     reply = {"id": "rerank-" + req.request_id, "model": model, "usage": {"total_tokens": prompt_tokens},
              "results": results}
-    return json_plan(200, reply, cfg.ttft_s)
+    return json_plan(200, reply, cfg.ttft_s, notes={"tokens": (prompt_tokens, 0)})  # for /metrics' counters

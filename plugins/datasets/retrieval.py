@@ -102,10 +102,12 @@ class RandomRerankDataset(_RandomTexts):
 
     def build_messages(self) -> Iterator[dict]:
         extra = self.query_parameters.extra_args
-        count = int(extra.get("num_documents", RERANK_KNOBS["num_documents"]))
-        ratio = float(extra.get("document_length_ratio", RERANK_KNOBS["document_length_ratio"]))
-        if count < 1 or ratio <= 0:
-            raise DatasetError("--extra-args num_documents must be >= 1 and document_length_ratio > 0")
+        count = extra.get("num_documents", RERANK_KNOBS["num_documents"])
+        ratio = extra.get("document_length_ratio", RERANK_KNOBS["document_length_ratio"])
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise DatasetError(f"--extra-args num_documents must be a whole number >= 1, got {count!r}")
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0:
+            raise DatasetError(f"--extra-args document_length_ratio must be a number > 0, got {ratio!r}")
         _, fitter, length = self._texts()
         while True:
             n = length()

@@ -30,6 +30,17 @@ OPTIONS = {"speed": 1.0, "match_output_length": False, "model_override": None, "
 FIELDS = {"timestamp", "body", "headers", "request_id", "completion_tokens"}
 
 
+def _numeric(value: Any) -> bool:
+    """Whether a timestamp is given in seconds (a number or a numeric string)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return True
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def seconds(value: Any) -> float:
     """A trace timestamp as seconds: a number, a numeric string or an ISO-8601 time (UTC if no zone)."""
     if isinstance(value, bool):
@@ -72,13 +83,19 @@ class WorkloadTraceDataset(DatasetPluginBase):
             raise DatasetError(f"--dataset workload_trace needs --dataset-path: {WHAT}")
         self.options = trace_args("workload_trace", query_parameters.dataset_args, OPTIONS)
         mapping = self.options["model_mapping"]
-        if mapping is not None and not isinstance(mapping, dict):
-            raise DatasetError('--dataset-args: "model_mapping" must be an object, e.g. {"recorded": "served"}')
+        if mapping is not None and (not isinstance(mapping, dict)
+                                    or not all(isinstance(v, str) for v in mapping.values())):
+            raise DatasetError('--dataset-args: "model_mapping" must be an object of model names, '
+                               'e.g. {"recorded": "served"}')
+        override = self.options["model_override"]
+        if override is not None and not isinstance(override, str):
+            raise DatasetError(f'--dataset-args: "model_override" must be a model name (a string), got {override!r}')
 
     def records(self) -> list[tuple[float, dict, int | None]]:
         """(timestamp s, body, completion_tokens) of every line, in time order."""
         path = self.query_parameters.dataset_path
         out = []
+        first_kind = ""
         for n, item in enumerate(self.dataset_json_list(path, WHAT), 1):
             where = f"line {n}"
             if not isinstance(item, dict):
@@ -93,6 +110,11 @@ class WorkloadTraceDataset(DatasetPluginBase):
                 stamp = seconds(item.get("timestamp"))
             except ValueError as e:
                 raise self.dataset_format_error(path, where, f'has a "timestamp" that {e}', WHAT) from None
+            kind = "seconds" if _numeric(item.get("timestamp")) else "an ISO-8601 time"
+            if out and kind != first_kind:  # their difference would be decades, not the gap
+                raise self.dataset_format_error(path, where, f'has a "timestamp" in {kind}, line 1 in {first_kind}: '
+                                                "give every line the same kind", WHAT)
+            first_kind = kind
             body = item.get("body")
             if isinstance(body, str):
                 try:
@@ -122,7 +144,11 @@ class WorkloadTraceDataset(DatasetPluginBase):
             elif o["model_override"] is not None:
                 body["model"] = o["model_override"]
             if o["match_output_length"] and tokens is not None:
-                body["max_tokens"] = tokens
+                # the recorded body's own limit, whichever name it has (vLLM and SGLang take
+                # max_completion_tokens before max_tokens; the Responses API max_output_tokens)
+                keys = [k for k in ("max_completion_tokens", "max_output_tokens", "max_tokens") if k in body]
+                for key in keys or ["max_tokens"]:
+                    body[key] = tokens
                 if not constrained(body):
                     body["ignore_eos"] = True
             yield TimedItem(None, (stamp - first) / o["speed"], body=body)
