@@ -113,11 +113,16 @@ def parse(ns: argparse.Namespace, parse_groups) -> SlaOptions | None:
         raise UsageError(f"--sla-params {e}") from None
     if ns.sla_lower_bound > ns.sla_upper_bound:
         raise UsageError("--sla-lower-bound is larger than --sla-upper-bound")
+    if ns.sla_variable == "parallel" and max(1, math.ceil(ns.sla_lower_bound)) > math.floor(ns.sla_upper_bound):
+        raise UsageError(f"no whole number of parallel requests lies between --sla-lower-bound {ns.sla_lower_bound:g} "
+                         f"and --sla-upper-bound {ns.sla_upper_bound:g}")
     if ns.sla_max_runs is not None and ns.sla_max_runs < ns.sla_num_runs:
         raise UsageError("--sla-max-runs is smaller than --sla-num-runs")
     given = ns.parallel if ns.sla_variable == "parallel" else ns.rate
     if given and len(given) > 1:
         raise UsageError(f"--sla-auto-tune starts from one --{ns.sla_variable} value, not a list")
+    if ns.max_error_rate is not None:  # said, not ignored: a point with any failure fails already
+        raise UsageError("--sla-auto-tune fails a point on any failed request: drop --max-error-rate")
     if ns.number or ns.duration:  # said, not ignored: the search sizes every run itself
         raise UsageError("--sla-auto-tune sizes each run itself (requests = value x --sla-number-multiplier): "
                          "drop --number/--duration, or set --sla-number-multiplier")

@@ -43,6 +43,12 @@ class Space:
             raise ValueError(f"variable must be one of {VARIABLES}, not {self.variable!r}")
         if not 0 < self.lower <= self.upper:
             raise ValueError(f"bounds must satisfy 0 < lower <= upper, not {self.lower}, {self.upper}")
+        if self.integral:  # whole numbers inside the bounds: 0.5 is 1, 100.4 is 100
+            lower, upper = max(1, math.ceil(self.lower)), math.floor(self.upper)
+            if lower > upper:
+                raise ValueError(f"no whole number of parallel requests lies between {self.lower} and {self.upper}")
+            object.__setattr__(self, "lower", lower)
+            object.__setattr__(self, "upper", upper)
 
     @property
     def integral(self) -> bool:
@@ -101,12 +107,12 @@ def next_value(space: Space, verdicts: Mapping[float, str]) -> Step:
             hi = v
             break
         lo = v
-        if v >= space.upper:
+        if v >= space.upper or space.up(v) == v:  # at the top (a bound the names round away from, too)
             return Step(None, lo, None)
         v = space.up(v)
     if lo is None:  # the start failed: halve until a value passes
         while True:
-            if v <= space.lower:
+            if v <= space.lower or space.down(v) == v:
                 return Step(None, None, hi)
             v = space.down(v)
             if v not in verdicts:
@@ -154,7 +160,7 @@ def next_extreme(space: Space, values: Mapping[float, float | tuple[float, float
             return Step(v, _answer(est, score, better), None)
         if prev is not None and not better(v, prev):
             break
-        if v >= space.upper:
+        if v >= space.upper or space.up(v) == v:
             break
         prev, v = v, space.up(v)
     tried = sorted(est)

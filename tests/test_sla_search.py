@@ -18,6 +18,24 @@ def drive(space, passes):
         verdicts[step.next] = passes(step.next)
 
 
+@pytest.mark.parametrize("variable, lower, upper, verdict, want", [
+    ("parallel", 1, 100.4, PASS, (100, None)),     # the top bound is whole-numbered down, then reached
+    ("rate", 1, 100.25, PASS, (100.2, None)),      # a rate's name (4 digits) rounds the bound away
+    ("parallel", 0.5, 64, FAIL, (None, 1)),        # never parallel 0
+    ("rate", 0.003, 64, FAIL, (None, 0.003)),
+])
+def test_bounds_the_names_round_away_from_still_end_the_search(variable, lower, upper, verdict, want):
+    """Found in review: these searches looped for ever, or ran --parallel 0."""
+    tried, step = drive(Space(variable, start=1, lower=lower, upper=upper), lambda v: verdict)
+    assert (step.best_pass, step.first_fail) == want
+    assert len(tried) < 20 and all(v > 0 for v in tried)
+
+
+def test_no_whole_number_between_the_bounds_is_refused():
+    with pytest.raises(ValueError, match="no whole number"):
+        Space("parallel", start=1, lower=2.2, upper=2.8)
+
+
 @pytest.mark.parametrize("limit", [1, 2, 5, 7, 8, 9, 33, 63, 64])
 def test_parallel_finds_the_largest_passing_value(limit):
     space = Space("parallel", start=1, lower=1, upper=64)

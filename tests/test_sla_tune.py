@@ -94,10 +94,15 @@ def test_bad_sla_params_is_one_line(tmp_path):
     assert "--sla-params" in proc.stderr and "p99_ttfx" in proc.stderr
 
 
-@pytest.mark.parametrize("flag", [("--number", "50"), ("--duration", "10")])
-def test_a_search_refuses_run_sizes_it_would_ignore(tmp_path, flag):
+@pytest.mark.parametrize("flag, words", [
+    (("--number", "50"), ("--sla-number-multiplier", "--number/--duration")),
+    (("--duration", "10"), ("--sla-number-multiplier", "--number/--duration")),
+    (("--max-error-rate", "0.1"), ("any failed request", "drop --max-error-rate")),
+    (("--sla-lower-bound", "2.2", "--sla-upper-bound", "2.8"), ("no whole number of parallel",)),
+])
+def test_a_search_refuses_flags_it_would_ignore_or_cannot_meet(tmp_path, flag, words):
     proc = run_engine("--url", "http://127.0.0.1:9/v1/chat/completions", "--sla-auto-tune", "--sla-params",
                       '[{"p99_ttft": "<=0.3"}]', *flag, "--outputs-dir", tmp_path, check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0
-    assert "--sla-number-multiplier" in proc.stderr and "--number/--duration" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert all(w in proc.stderr for w in words), proc.stderr
