@@ -115,7 +115,7 @@ def _sweep(runs, extra) -> int:
     from engine.runner import Interrupted, check_inputs, run_folder, run_one
     from engine.store import DB_NAME
 
-    check_inputs(runs[0])  # the user's own mistakes first: they need no server
+    conversational = check_inputs(runs[0])  # the user's own mistakes first: they need no server
     if extra.test_connection:  # a wrong URL, key or model: one line and exit 2, before anything is made
         from engine import preflight
 
@@ -130,7 +130,9 @@ def _sweep(runs, extra) -> int:
     runs = [r.replace(sweep_dir=sweep_dir) for r in runs]
     # --max-error-rate stops the sweep once its verdict is certain: more
     # failures than the rate allows of every request the sweep will send.
-    planned = None if any(r.number is None for r in runs) else sum(r.number + r.warmup_num for r in runs)
+    # (Not known for conversations: --number counts them, failures count turns.)
+    planned = None if conversational or any(r.number is None for r in runs) else \
+        sum(r.number + r.warmup_num for r in runs)
     db_paths = []
     failed = total = 0
     code = 0

@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ class Conversations:
     seq: Iterator[int] = field(default_factory=itertools.count)  # next() is atomic in CPython
     live: dict[str, _Conversation] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    plugin_failed: bool = False  # said once: the API plugin could not build a next turn
 
     def conversations(self) -> Iterator[list[list[dict]]]:
         """The dataset's conversations after --dataset-offset, cycled."""
@@ -149,9 +151,19 @@ class Conversations:
         if job.last_turn or not row["success"] or row["completed_time"] is None:
             self.end(job.conversation_id)
             return None
-        reply = self.api.answer_text(list(record.events))
-        state.history = state.history + [{"role": "assistant", "content": reply}] + state.turns[state.sent_turns]
-        body = self.api.build_request(list(state.history), self.args)
+        try:  # a plugin bug ends this conversation, not the run: the turn's row is kept
+            reply = self.api.answer_text(list(record.events))
+            history = state.history + [{"role": "assistant", "content": reply}] + state.turns[state.sent_turns]
+            body = self.api.build_request(list(history), self.args)
+        except Exception as exc:
+            self.end(job.conversation_id)
+            if not self.plugin_failed:
+                self.plugin_failed = True
+                text = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+                print(f"servegauge: warning: the API plugin could not build a conversation's next turn ({text}); "
+                      "conversations end where that happens", file=sys.stderr, flush=True)
+            return None
+        state.history = history
         if body is None:
             self.end(job.conversation_id)
             return None

@@ -33,6 +33,7 @@ def to_row(record: FinishedRecord, sent: Sent, plugin, count_tokens: TokenCounte
     # figures are taken from the stored text, so they equal what it says.
     event_texts = _seconds_text(record.event_offsets_s)
     answer_latency = None
+    out: list[int] = []  # the output events' indexes (streams of a plugin that generates)
     if not getattr(plugin, "generates_tokens", True):
         chunk_texts = []  # embeddings, rerank: one result, no first token to time
     elif record.is_stream:

@@ -138,17 +138,20 @@ def make_jobs(args: Arguments, api, dataset) -> tuple[Iterator[Sent], Conversati
     return _jobs(args, api, dataset), None
 
 
-def check_inputs(args: Arguments) -> None:
+def check_inputs(args: Arguments) -> bool:
     """Load the plugins and build the first request, as run_one does first:
-    a bad flag, file or plugin is reported before anything goes on the network."""
+    a bad flag, file or plugin is reported before anything goes on the network.
+    True when the dataset yields conversations (--number counts those, not requests)."""
     api = registry.create("api", args.api, args)
     dataset = registry.create("dataset", args.dataset, args)
     load_tokenizer(args.tokenizer_path)
-    next(make_jobs(args, api, dataset)[0])
+    jobs, conversations = make_jobs(args, api, dataset)
+    next(jobs)
     if args.backend == "ray":
         from engine.ray_cluster import import_ray
 
         import_ray()
+    return conversations is not None
 
 
 def run_one(args: Arguments, label: str = "", show_progress: bool = True,

@@ -291,3 +291,47 @@ def test_a_reasoning_models_reasoning_is_not_sent_back(tmp_path):
     history = decode(turn2["request"])["messages"]
     assert [m["role"] for m in history] == ["user", "assistant", "user"]
     assert history[1]["content"] == output_text(4)  # the 4 answer tokens, no reasoning
+
+
+def test_an_api_plugin_that_cannot_build_the_next_turn_ends_the_conversation_not_the_run(tmp_path, mock):
+    """Found in review: the exception lost the finished turn's row and left
+    the run 'completed' with nothing in it."""
+    plugin = tmp_path / "brittle.py"
+    plugin.write_text(
+        "from plugins import register_api\n"
+        "from plugins.api.openai import OpenaiPlugin\n\n"
+        "@register_api('brittle')\n"
+        "class Brittle(OpenaiPlugin):\n"
+        "    def answer_text(self, responses):\n"
+        "        raise KeyError('choices')\n")
+    data = conversation_file(tmp_path / "c.jsonl", [chat("one", "two", "three")])
+    out = tmp_path / "out"
+    proc = run_engine("--url", mock.chat_url, "--plugin-module", plugin, "--api", "brittle", "--dataset",
+                      "custom_multi_turn", "--dataset-path", data, "--number", 3, "--parallel", 1,
+                      "--outputs-dir", out)
+    (db,) = find_dbs(out)
+    result = rows(db)
+    assert len(result) == 3 and all(r["turn"] == 1 and r["success"] == 1 for r in result)
+    assert rows(db, "SELECT status FROM run")[0]["status"] == "completed"
+    warnings = [line for line in proc.stderr.splitlines() if "could not build a conversation's next turn" in line]
+    assert len(warnings) == 1 and "KeyError" in warnings[0], proc.stderr
+
+
+def test_max_error_rate_is_judged_on_turns_at_the_end_not_on_conversations_early(tmp_path):
+    """Found in review: the early stop's budget counted conversations (what
+    --number counts) against failed turns, and stopped runs far below the rate."""
+    data = conversation_file(tmp_path / "c.jsonl", [chat(*[f"turn {i}" for i in range(5)])])
+    out = tmp_path / "out"
+    with start_mock(["--ttft-ms", "1", "--itl-ms", "0", "--tokens", "2", "--fault", "http500=0.1",
+                     "--fault-seed", "5"]) as m:
+        proc = run_engine("--url", m.chat_url, "--dataset", "custom_multi_turn", "--dataset-path", data,
+                          "--number", 20, "--parallel", 2, "--max-error-rate", 0.25, "--outputs-dir", out,
+                          check=False)
+    (db,) = find_dbs(out)
+    result = rows(db)
+    failed = sum(1 for r in result if not r["success"])
+    # more than the old budget (0.25 of 20 conversations: 5), well within 0.25 of the turns
+    assert failed > 5 and failed / len(result) < 0.25, (failed, len(result))
+    assert proc.returncode == 0, proc.stderr
+    assert rows(db, "SELECT status FROM run")[0]["status"] == "completed"
+    assert len({r["conversation_id"] for r in result}) == 20

@@ -206,6 +206,22 @@ def test_a_cut_responses_stream_is_a_failed_row():
     assert row["success"] == 0 and "boom" in row["error"]
 
 
+def test_an_embeddings_reply_that_came_as_a_stream_still_makes_a_row():
+    """Found in review: a 2xx event stream to a plugin that generates no
+    tokens left the output indexes unset (UnboundLocalError in the collector)."""
+    from engine.derive import to_row
+    from engine.records import FinishedRecord
+    from plugins.api.openai_embedding import OpenaiEmbeddingPlugin
+    from conftest import sent_as
+
+    events = ('{"object":"list","data":[],"usage":{"prompt_tokens":3,"total_tokens":3}}',)
+    record = FinishedRecord(seq=0, worker="w", scheduled_time=0.0, start_time=1.0, latency_s=0.5, status_code=200,
+                            events=events, event_offsets_s=(0.4,), error=None, transport_failed=False,
+                            is_stream=True, saw_done=True, attempt=0, reconnects=0, final=True)
+    row = to_row(record, sent_as("e"), OpenaiEmbeddingPlugin())
+    assert row["first_chunk_latency"] is None and row["chunk_tokens"] is None and row["latency"] == 0.5
+
+
 # -- datasets ---------------------------------------------------------------------------
 
 def test_embedding_dataset_reads_text_lines_and_json(tmp_path):
