@@ -13,7 +13,7 @@ import traceback
 from typing import Callable, Sequence
 
 from engine.errors import UsageError
-from engine.store import DB_NAME
+from engine.store import DB_NAME, SET_ASIDE_MARK
 from engine.usage import CommandParser
 
 
@@ -63,7 +63,7 @@ def find_databases(path: str) -> list[str]:
         return [own]
     found = []
     for root, dirs, files in os.walk(path):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if SET_ASIDE_MARK not in d)  # runs --resume set aside and redid
         if DB_NAME in files:
             found.append(os.path.join(root, DB_NAME))
     if not found:

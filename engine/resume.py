@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 
+from engine.store import SET_ASIDE_MARK
+
 MARKER = "run_complete.json"
 
 
@@ -45,8 +47,8 @@ def set_aside(folder: str) -> str | None:
     if not os.path.exists(folder):
         return None
     k = 1
-    while os.path.exists(f"{folder}.incomplete-{k}"):
+    while os.path.exists(f"{folder}{SET_ASIDE_MARK}{k}"):
         k += 1
-    target = f"{folder}.incomplete-{k}"
+    target = f"{folder}{SET_ASIDE_MARK}{k}"
     os.rename(folder, target)
     return target

@@ -15,6 +15,9 @@ import time
 from typing import Any, Iterable
 
 DB_NAME = "benchmark_data.db"
+# --resume renames a run folder it will run again to `<folder>.incomplete-<k>`
+# (engine.resume); reports of a sweep folder pass those by (analysis.cli).
+SET_ASIDE_MARK = ".incomplete-"
 
 RESULT_COLUMNS = (
     ("request", "TEXT"),

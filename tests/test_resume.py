@@ -77,6 +77,10 @@ def test_a_sweep_cut_by_ctrl_c_resumes_without_running_anything_twice(tmp_path, 
     assert all(seen[i] == 1 for i in done)
     assert set(seen) - set(done) <= partial_ids
     assert max(seen.values()) == 1
+    # a report of the sweep folder shows the four runs, not the set-aside one too
+    from analysis.cli import find_databases
+
+    assert sorted(os.path.dirname(db) for db in find_databases(sweep_dir)) == sorted(folders)
 
 
 def test_an_sla_search_resumes_reusing_the_points_it_completed(tmp_path, mock):
