@@ -55,6 +55,10 @@ class RunState:
         self.conversations = None
         self.pool: Pool | None = None
         self.prefix_reuse = PrefixReuse()  # the rows' prompt_chars, shared_prefix_chars
+        # Next turns handed to a worker's thread, not yet sent (it may be in
+        # its think time): seq -> worker.  Its slot is idle meanwhile, so a
+        # dead worker would not name them (lost_follow_ups does).
+        self.handed: dict[int, str] = {}
         if self.warmup_left == 0:
             self.warmup_done.set()
 
@@ -127,6 +131,7 @@ class RunState:
     def record(self, raw: RawRecord) -> None:
         with self.lock:
             sent = self.pending.pop(raw.seq, None) if raw.final else self.pending.get(raw.seq)
+            self.handed.pop(raw.seq, None)
         if sent is None:  # already accounted for (e.g. its worker was declared dead)
             return
         record = events.finish(raw)
@@ -173,9 +178,28 @@ class RunState:
                 with self.lock:  # its process is gone: never sent
                     self.pending.pop(nxt.job.seq, None)
                 nxt = None
+            elif nxt is not None:
+                with self.lock:
+                    self.handed[nxt.job.seq] = record.worker
         if nxt is None and self.conversations is not None:
             self.conversations.end(sent.job.conversation_id)
         return nxt is None
+
+    def lost_follow_ups(self, worker: str) -> None:
+        """`worker` died: the next turns handed to its threads and not sent
+        (they were thinking) never will be; their conversations end there,
+        and a warm-up one counts as done, so the measured load can begin."""
+        with self.lock:
+            lost = [seq for seq, w in self.handed.items() if w == worker]
+            sents = [self.pending.pop(seq, None) for seq in lost]
+            for seq in lost:
+                del self.handed[seq]
+        for sent in filter(None, sents):
+            self.conversations.end(sent.job.conversation_id)
+            if sent.job.is_warmup:
+                self.warmup_left -= 1
+                if self.warmup_left <= 0:
+                    self.warmup_done.set()
 
     def fail(self, seqs: list[int], reason: str, worker: str = "-") -> None:
         """Record requests that will never get a record from a worker."""

@@ -306,6 +306,7 @@ def _reap(run: RunState, pool: Pool) -> None:
     for worker, seqs in pool.reap_dead():
         name, known, _ = worker.partition(" (")  # "w1 (exit -9)": the row says which worker
         run.fail(seqs, f"worker died: {worker}", worker=name if known else "-")
+        run.lost_follow_ups(name)
 
 
 def _stop(run: RunState, pool: Pool, stats: list[WorkerStats], grace_s: float, signals: int) -> None:

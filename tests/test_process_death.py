@@ -61,3 +61,30 @@ def test_a_killed_coordinator_leaves_a_readable_database(tmp_path, slow_mock):
     conn.close()
     out = run_engine("report", db, "--no-plots")
     assert "Percentiles" in out.stdout or "TTFT" in out.stdout
+
+
+def test_a_worker_killed_while_a_warmup_conversation_thinks_does_not_hang_the_run(tmp_path, mock):
+    """Found in review: the thread waiting out its think time held no slot,
+    so the dead worker named no request, the warm-up conversation never
+    ended and the measured load never began."""
+    import json
+
+    data = tmp_path / "c.jsonl"
+    two_turns = [{"role": "user", "content": "warm"}, {"role": "assistant", "content": "-"},
+                 {"role": "user", "content": "up"}]
+    one_turn = [{"role": "user", "content": "measured"}]
+    data.write_text(json.dumps(two_turns) + "\n" + json.dumps(one_turn) + "\n")
+    out = tmp_path / "out"
+    # the warm-up conversation is the first line (two turns, 30 s apart), the measured one the second
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "--url", mock.chat_url, "--dataset",
+                             "custom_multi_turn", "--dataset-path", str(data), "--number", "1", "--warmup-num", "1",
+                             "--think-time", "30", "--parallel", "1", "--workers", "1", "--outputs-dir", str(out),
+                             "--no-plots"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_rows(out, 1)  # the warm-up's first turn is stored: its next turn is now thinking
+    (victim,) = workers_of(proc.pid)
+    victim.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=25)  # before the think time could have ended it
+    assert proc.returncode == 0, err
+    (db,) = find_dbs(out)
+    result = rows(db, "SELECT turn, is_warmup, success, request FROM result ORDER BY start_time")
+    assert [(r["turn"], r["is_warmup"], r["success"]) for r in result] == [(1, 1, 1), (1, 0, 1)]
