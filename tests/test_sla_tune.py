@@ -65,10 +65,10 @@ def test_rate_search_finds_the_capacity_of_an_open_loop(tmp_path):
     capacity = slots / BUSY_S  # 22 req/s
     # Evenly spaced arrivals (D/D/N): no wait below the capacity; above it the
     # backlog grows, and the last of `number = rate * multiplier` requests waits
-    # number * (1/capacity - 1/rate).  The largest rate whose wait stays under
-    # the threshold:
+    # number * (1/capacity - 1/rate) = multiplier * (rate/capacity - 1).  The
+    # largest rate whose wait stays under the threshold:
     wait_s = THRESHOLD_S - TTFT_S
-    predicted = capacity / (1 - wait_s / multiplier)
+    predicted = capacity * (1 + wait_s / multiplier)
     with mock_with(slots) as mock:
         run_engine("--url", mock.chat_url, "--model", "m", "--sla-auto-tune", "--sla-variable", "rate",
                    "--sla-params", json.dumps([{"p99_ttft": f"<={THRESHOLD_S}"}]), "--sla-num-runs", "1",
