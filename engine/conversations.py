@@ -27,7 +27,6 @@ conversation (its history would be wrong).
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import sys
 import threading
@@ -36,11 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from engine.arguments import Arguments
-from engine.errors import DatasetError, UsageError
+from engine.errors import DatasetError
 from engine.records import FinishedRecord, Job, Sent
+from engine.replay import json_bytes, skip_counter
 from engine.store import encode_pickle
-
-MAX_SKIPPED_IN_A_ROW = 100_000
 
 
 def has_conversations(dataset) -> bool:
@@ -115,18 +113,15 @@ class Conversations:
         """The first turn of every conversation of the run, warm-up first."""
         args = self.args
         limit = None if args.number is None else args.number + args.warmup_num
-        produced = skipped = 0
+        produced = 0
+        skipped = skip_counter(args, "conversation")
         for turns in self.conversations():
             if limit is not None and produced >= limit:
                 return
             history = list(turns[0])
             body = self.api.build_request(list(history), args)
-            if body is None:
-                skipped += 1
-                if skipped > MAX_SKIPPED_IN_A_ROW:
-                    raise UsageError(f"--api '{args.api}' skipped every conversation of --dataset '{args.dataset}'")
+            if skipped(body):
                 continue
-            skipped = 0
             index = produced
             produced += 1
             conversation_id = f"conv-{index}"
@@ -178,6 +173,3 @@ class Conversations:
         with self.lock:
             self.live.pop(conversation_id, None)
 
-
-def json_bytes(body: dict) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -6,8 +6,15 @@ offset, which travels on the Sent to the feeder (engine.run_state) and is
 used there instead of the rate schedule; any other item gets None and the
 schedule decides (engine.scheduler).  Either way each send time is a pure
 function of the item's index: t0 + offset.
+
+Also the two helpers every dataset loop shares (single requests in
+engine.runner, first turns in engine.conversations): a body's JSON bytes,
+and the count of bodies the API plugin skips in a row.
 """
 from __future__ import annotations
+
+import json
+from typing import Callable
 
 from engine.arguments import Arguments
 from engine.errors import UsageError
@@ -42,3 +49,30 @@ def trace_schedule(offset_s: float, first_s: float | None) -> tuple[float, float
     says (warm-up items, sent before t0, are not counted)."""
     first = offset_s if first_s is None else first_s
     return max(0.0, offset_s - first), first
+
+
+MAX_SKIPPED_IN_A_ROW = 100_000
+
+
+def json_bytes(body: dict) -> bytes:
+    """A request body as it goes on the wire."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def skip_counter(args: Arguments, what: str) -> Callable[[dict | None], bool]:
+    """skipped(body): True when the API plugin skipped this item (body None);
+    a dataset whose items it skips MAX_SKIPPED_IN_A_ROW times in a row is a
+    UsageError rather than a run that never sends."""
+    in_a_row = 0
+
+    def skipped(body: dict | None) -> bool:
+        nonlocal in_a_row
+        if body is not None:
+            in_a_row = 0
+            return False
+        in_a_row += 1
+        if in_a_row > MAX_SKIPPED_IN_A_ROW:
+            raise UsageError(f"--api '{args.api}' skipped every {what} of --dataset '{args.dataset}'")
+        return True
+
+    return skipped

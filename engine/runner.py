@@ -32,7 +32,6 @@ from plugins import registry
 from plugins.tokenizer import load_tokenizer
 
 COLLECT_POLL_S = 0.1
-MAX_SKIPPED_IN_A_ROW = 100_000
 STOP_TIMEOUT_S = 10.0
 
 
@@ -99,27 +98,18 @@ def _jobs(args: Arguments, api, dataset) -> Iterator[Sent]:
     """A Sent (Job, body, base64 request) for every request, warm-up first, in send order."""
     seq = itertools.count()
     limit = None if args.number is None else args.number + args.warmup_num
-    produced = skipped = 0
+    produced = 0
+    skipped = replay.skip_counter(args, "item")
     for item in _items(dataset):
         if limit is not None and produced >= limit:
             return
         body, offset_s = replay.body_and_offset(item, api, args)
-        if body is None:
-            skipped += 1
-            if skipped > MAX_SKIPPED_IN_A_ROW:
-                raise UsageError(f"--api '{args.api}' skipped every item of --dataset '{args.dataset}'")
+        if skipped(body):
             continue
-        skipped = 0
         n = next(seq)
-        job = Job(seq=n, request_id=uuid.uuid4().hex, payload=_json_bytes(body), is_warmup=n < args.warmup_num)
+        job = Job(seq=n, request_id=uuid.uuid4().hex, payload=replay.json_bytes(body), is_warmup=n < args.warmup_num)
         produced += 1
         yield Sent(job, body, encode_pickle(body), offset_s)
-
-
-def _json_bytes(body: dict) -> bytes:
-    import json
-
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def make_jobs(args: Arguments, api, dataset) -> tuple[Iterator[Sent], Conversations | None]:
