@@ -211,6 +211,13 @@ class DatasetPluginBase(ABC):
         tokenizer = self.load_tokenizer()
         return tokenizer.count(text) if tokenizer is not None else len(text)
 
+    def require_tokenizer(self, name: str, purpose: str) -> None:
+        """One line when --tokenizer-path is missing: `--dataset name` needs
+        it to make `purpose` (e.g. "prompts of exact token lengths")."""
+        if not getattr(self.query_parameters, "tokenizer_path", None):
+            raise DatasetError(f"--dataset {name} needs --tokenizer-path (a tokenizer.json, a tokenizer folder or "
+                               f"a hub model id such as Qwen/Qwen2.5-0.5B-Instruct) to make {purpose}")
+
     def load_tokenizer(self):
         """The --tokenizer-path tokenizer (plugins.tokenizer.Tokenizer:
         encode, decode, count, normal_ids), or None without the flag.

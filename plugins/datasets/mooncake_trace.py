@@ -86,9 +86,7 @@ class MooncakeTraceDataset(DatasetPluginBase):
         super().__init__(query_parameters)
         p = query_parameters
         needs_open_loop("mooncake_trace", p.open_loop)
-        if not p.tokenizer_path:
-            raise DatasetError("--dataset mooncake_trace needs --tokenizer-path (a tokenizer.json, a tokenizer "
-                               "folder or a hub model id) to make prompts of exactly input_length tokens")
+        self.require_tokenizer("mooncake_trace", "prompts of exactly input_length tokens")
         if not p.dataset_path:
             raise DatasetError(f"--dataset mooncake_trace needs --dataset-path: {WHAT}")
         self.options = trace_args("mooncake_trace", p.dataset_args, OPTIONS)

@@ -49,9 +49,7 @@ class RandomMultiTurnDataset(_Conversations):
     def __init__(self, query_parameters: Arguments):
         super().__init__(query_parameters)
         p = query_parameters
-        if not p.tokenizer_path:
-            raise DatasetError("--dataset random_multi_turn needs --tokenizer-path (a tokenizer.json, a tokenizer "
-                               "folder or a hub model id) to make turns of exact token lengths")
+        self.require_tokenizer("random_multi_turn", "turns of exact token lengths")
         if p.max_turns is None:
             raise DatasetError("--dataset random_multi_turn needs --max-turns (turns per conversation are drawn "
                                "from --min-turns..--max-turns)")

@@ -81,10 +81,7 @@ class RandomDataset(DatasetPluginBase):
     def __init__(self, query_parameters: Arguments):
         super().__init__(query_parameters)
         p = query_parameters
-        if not p.tokenizer_path:
-            raise DatasetError("--dataset random needs --tokenizer-path (a tokenizer.json, a tokenizer folder "
-                               "or a hub model id such as Qwen/Qwen2.5-0.5B-Instruct) to make prompts of "
-                               "exact token lengths")
+        self.require_tokenizer("random", "prompts of exact token lengths")
         if p.min_prompt_length > p.max_prompt_length:
             raise DatasetError("--min-prompt-length is larger than --max-prompt-length")
 

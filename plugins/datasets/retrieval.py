@@ -73,9 +73,7 @@ class _RandomTexts(DatasetPluginBase):
     def __init__(self, query_parameters):
         super().__init__(query_parameters)
         p = query_parameters
-        if not p.tokenizer_path:
-            raise DatasetError(f"--dataset {p.dataset} needs --tokenizer-path (a tokenizer.json, a tokenizer "
-                               "folder or a hub model id) to make texts of exact token lengths")
+        self.require_tokenizer(p.dataset, "texts of exact token lengths")
         if p.min_prompt_length > p.max_prompt_length:
             raise DatasetError("--min-prompt-length is larger than --max-prompt-length")
 
