@@ -2,7 +2,6 @@
 and the stacks of the errors plot count the same groups."""
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.frames import Frames
+from engine.errors import reply_message
 
 _NORMALISERS = (
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<id>"),
@@ -27,25 +27,14 @@ _JSON_BODY = re.compile(r"^(HTTP \d{3}): (\{.*\})$")
 
 def _body_message(text: str) -> str:
     """"HTTP 404: {"error": {"message": "...", "type": "NotFoundError"}}" ->
-    "HTTP 404: ... (NotFoundError)": the words a person reads, from the
-    OpenAI/vLLM and DashScope error shapes.  Other text, or a body cut
-    before its end, is left as it is."""
+    "HTTP 404: ... (NotFoundError)": the words a person reads.  Other text,
+    or a body cut before its end, is left as it is."""
     m = _JSON_BODY.match(text)
-    if m is None:
+    said = reply_message(m.group(2)) if m else None
+    if said is None:
         return text
-    try:
-        data = json.loads(m.group(2))
-    except ValueError:
-        return text
-    error = data.get("error") if isinstance(data, dict) else None
-    holder = error if isinstance(error, dict) else data
-    message = holder.get("message") if isinstance(holder, dict) else None
-    if isinstance(error, str) and not message:
-        message = error
-    if not isinstance(message, str) or not message.strip():
-        return text
-    kind = holder.get("type") or holder.get("code") if isinstance(holder, dict) else None
-    return f"{m.group(1)}: {message.strip()}" + (f" ({kind})" if isinstance(kind, str) and kind else "")
+    message, kind = said
+    return f"{m.group(1)}: {message}" + (f" ({kind})" if kind else "")
 
 
 def normalize_error(error: Any, status_code: Any = None, limit: int = 300) -> str:

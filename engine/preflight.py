@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from engine.arguments import SECRET_HEADERS, Arguments
 from engine.endpoints import API_PATHS
-from engine.errors import UsageError
+from engine.errors import UsageError, reply_message
 
 # The endpoints each built-in API speaks (an unknown API: no advice on paths).
 ENDPOINTS = API_PATHS
@@ -311,15 +311,9 @@ def _detail(response, secret: str | None) -> str:
 
 
 def _first_words(response) -> str:
-    try:
-        data = json.loads(response.body)
-        if isinstance(data, dict):
-            error = data.get("error")
-            message = (error.get("message") if isinstance(error, dict) else error) or data.get("message")
-            if isinstance(message, str) and message.strip():
-                return " ".join(message.split())[:160]
-    except ValueError:
-        pass
+    said = reply_message(response.body)
+    if said is not None:
+        return said[0][:160]
     text = " ".join(response.body.decode("utf-8", errors="replace").split())[:160]
     return text or "no body"
 
